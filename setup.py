@@ -1,0 +1,33 @@
+"""yolo-asff: YOLOv3 with Adaptively Spatial Feature Fusion, a complete training framework."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+setup(
+    name="yolo-asff",
+    version="0.1.0",
+    description="YOLOv3 with Adaptively Spatial Feature Fusion (ASFF): training, evaluation and inference",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["yolo_asff", "yolo_asff.*"]),
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        "numpy>=1.21",
+        "pyyaml>=5.4",
+        "opencv-python-headless>=4.5",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # OpenCV 5 drops cv2.dnn.readNetFromDarknet, which the Darknet round-trip test uses.
+        "test": ["pytest>=7", "opencv-python-headless>=4.5,<5"],
+    },
+    license="MIT",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

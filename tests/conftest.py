@@ -1,0 +1,31 @@
+"""Shared test helpers: small configs and models built the way users build them."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import pytest
+import torch
+
+from yolo_asff.config import ModelConfig
+from yolo_asff.models import build_model
+
+# The model variants of the zoo, as config overrides of the model section.
+VARIANTS = {
+    "yolov3": dict(arch="yolov3"),
+    "yolov3_asff": dict(arch="yolov3_asff"),
+    "baseline": dict(arch="yolov3_asff", fusion=False),
+    "asff_star": dict(arch="yolov3_asff", rfb=True, fusion_channels=8, dropblock=True),
+    "yolov3_tiny": dict(arch="yolov3_tiny"),
+}
+
+
+def make_model(variant: str = "yolov3_asff", **overrides):
+    """Build a zoo variant through the public ``build_model`` with a ModelConfig."""
+    return build_model(ModelConfig(**{**VARIANTS[variant], **overrides}))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

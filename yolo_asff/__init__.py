@@ -1,0 +1,16 @@
+"""yolo-asff: YOLOv3 with Adaptively Spatial Feature Fusion."""
+__version__ = "0.1.0"
+
+from .config import Config, ConfigError, load_config  # noqa: E402
+from .models import build_model  # noqa: E402
+
+__all__ = ["Config", "ConfigError", "build_model", "load_config", "load_darknet_weights", "__version__"]
+
+
+def __getattr__(name: str):
+    # The Darknet reader is imported on first use: most programs never need it.
+    if name == "load_darknet_weights":
+        from .io.darknet import load_darknet_weights
+
+        return load_darknet_weights
+    raise AttributeError(f"module 'yolo_asff' has no attribute {name!r}")

@@ -1,0 +1,503 @@
+"""Typed configuration: YAML files with ``_base_`` inheritance, ``--opts`` overrides, validation.
+
+A config file has up to five sections, ``model``, ``data``, ``train``, ``test`` and
+``runtime``, each a dataclass below. ``_base_: file`` or ``_base_: [a, b]`` (paths
+relative to the file naming them) are merged first, in order, the child winning;
+dicts merge recursively, lists and scalars replace. Every user-caused problem
+raises :class:`ConfigError` naming the file (or ``--opts``) and the dotted key.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "RuntimeConfig",
+    "SplitConfig",
+    "TestConfig",
+    "TrainConfig",
+    "config_to_yaml",
+    "dump_config",
+    "iter_config_fields",
+    "load_config",
+]
+
+Size = Union[int, List[int]]
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with a default (copied when mutable) and a help text."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _f("yolov3_asff", "yolov3 (Darknet's neck), yolov3_asff (the ASFF paper's SPP pyramid) or yolov3_tiny")
+    num_classes: int = _f(80, "number of object classes")
+    anchors: Optional[List[List[float]]] = _f(None, "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the architecture's default")
+    fusion: bool = _f(True, "ASFF fusion on (off = the paper's baseline); yolov3_asff only")
+    fusion_channels: int = _f(16, "width of the 1x1 convs that compute the fusion weights (8 with RFB in the paper)")
+    spp: bool = _f(True, "SPP block in the ASFF pyramid")
+    rfb: bool = _f(False, "RFB block before each head (ASFF*)")
+    dropblock: bool = _f(False, "DropBlock in the ASFF pyramid (ASFF*)")
+    dropblock_size: int = _f(3, "initial DropBlock block size (the schedule changes it)")
+    dropblock_keep: float = _f(0.9, "DropBlock keep probability")
+    width: float = _f(1.0, "channel width multiplier (small models for tests and CPU)")
+    norm: str = _f("bn", "bn, or syncbn to synchronise BatchNorm across processes under torch.distributed")
+    act: str = _f("leaky", "activation: leaky (0.1), relu or silu")
+    bn_momentum: float = _f(0.1, "BatchNorm momentum (PyTorch convention)")
+    bn_eps: float = _f(1e-5, "BatchNorm epsilon")
+    prior_prob: float = _f(0.01, "initial objectness and class probability set through the output-conv bias")
+
+
+@dataclass
+class SplitConfig:
+    ann_file: str = _f("", "COCO: annotation JSON (relative paths are under data.root)")
+    img_dir: str = _f("", "COCO: image folder (relative paths are under data.root)")
+    splits: List[List[Union[int, str]]] = _f([], "VOC: [year, image-set] pairs, e.g. [[2007, trainval], [2012, trainval]]")
+
+
+@dataclass
+class DataConfig:
+    format: str = _f("coco", "dataset format: coco or voc")
+    root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
+    train: SplitConfig = field(
+        default_factory=lambda: SplitConfig("annotations/instances_train2017.json", "train2017", []),
+        metadata={"help": "training split"},
+    )
+    val: SplitConfig = field(
+        default_factory=lambda: SplitConfig("annotations/instances_val2017.json", "val2017", []),
+        metadata={"help": "validation split"},
+    )
+    class_names: Optional[List[str]] = _f(None, "class names (VOC, or a subset); null = from the dataset")
+    img_size: Size = _f(608, "training input size, an int or [h, w], multiple of 32")
+    multiscale_range: Optional[List[int]] = _f([320, 608], "[min, max] training size (step 32); null = fixed size")
+    multiscale_interval: int = _f(10, "iterations between input-size changes")
+    num_workers: int = _f(4, "data-loading worker processes per GPU")
+    letterbox: bool = _f(True, "keep the aspect ratio and pad (true) or stretch (false)")
+    mean: List[float] = _f([0.485, 0.456, 0.406], "RGB mean subtracted after /255")
+    std: List[float] = _f([0.229, 0.224, 0.225], "RGB std divided by after /255")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(300, "training epochs")
+    batch_size: int = _f(16, "images per process and step")
+    nominal_batch_size: int = _f(64, "gradients are accumulated up to this many images per optimizer step")
+    lr: float = _f(0.001, "learning rate at ref_batch_size images per step; scaled linearly to the real total")
+    ref_batch_size: int = _f(64, "batch size that lr is given for")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum")
+    weight_decay: float = _f(5e-4, "weight decay, conv weights only")
+    warmup_epochs: float = _f(5.0, "warm-up length; lr rises as progress^4")
+    scheduler: str = _f("cosine", "cosine or step")
+    cosine_start_epoch: int = _f(20, "cosine decay starts here (constant lr before)")
+    cosine_end_epoch: int = _f(270, "cosine decay reaches min_lr here")
+    min_lr: float = _f(1e-5, "final learning rate")
+    steps: List[int] = _f([240, 270], "step schedule: epochs where lr is multiplied by gamma")
+    gamma: float = _f(0.1, "step schedule factor")
+    amp: bool = _f(True, "mixed precision on GPU (bf16 where supported, else fp16)")
+    ema: bool = _f(True, "keep an exponential moving average of the weights")
+    ema_decay: float = _f(0.9998, "EMA decay")
+    grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")
+    mixup: bool = _f(True, "mixup of two images with Beta(1.5, 1.5)")
+    no_mixup_epochs: int = _f(30, "no mixup in the last N epochs")
+    label_smooth: bool = _f(True, "label smoothing of the class targets")
+    fixed_size_epochs: int = _f(10, "last N epochs at data.img_size without multi-scale")
+    dropblock_schedule: List[List[int]] = _f(
+        [[5, 1, 3, 5], [80, 3, 5, 7], [150, 7, 7, 7]],
+        "ASFF*: [from epoch, block size at stride 32, 16, 8] rows",
+    )
+    iou_loss: str = _f("iou", "iou (1 - IoU^2) or giou")
+    loss_weights: Dict[str, float] = _f(
+        {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 1.0, "cls": 1.0}, "weight of each loss term"
+    )
+    ignore_thresh: float = _f(0.7, "predictions with IoU above this with a ground-truth box get no negative objectness loss")
+    eval_interval: int = _f(10, "evaluate every N epochs")
+    save_interval: int = _f(1, "save the last checkpoint every N epochs")
+
+
+@dataclass
+class TestConfig:
+    img_size: Size = _f(608, "test input size, an int or [h, w], multiple of 32")
+    conf_thresh: float = _f(0.001, "score threshold (0.001 for mAP, ~0.3 for a demo)")
+    nms_thresh: float = _f(0.65, "class-aware NMS IoU threshold")
+    max_det: int = _f(100, "most detections kept per image")
+    batch_size: int = _f(8, "images per evaluation batch")
+
+
+@dataclass
+class RuntimeConfig:
+    output_dir: str = _f("runs", "where runs/<name>/ is written")
+    name: str = _f("", "run name; empty = the config file's name")
+    seed: int = _f(0, "random seed")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    log_interval: int = _f(20, "iterations between log lines")
+    deterministic: bool = _f(False, "deterministic algorithms (slower; for reproducible runs)")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message says where and what to do."""
+
+
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    "model.arch": ("yolov3", "yolov3_asff", "yolov3_tiny"),
+    "model.norm": ("bn", "syncbn"),
+    "model.act": ("leaky", "relu", "silu"),
+    "data.format": ("coco", "voc"),
+    "train.scheduler": ("cosine", "step"),
+    "train.iou_loss": ("iou", "giou"),
+}
+LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls")
+OPTS = "--opts"
+
+
+# ----------------------------------------------------------------------------- reading files
+
+
+def _read_yaml(path: Path, referrer: Optional[str]) -> Dict[str, Any]:
+    if not path.is_file():
+        where = f" (named in _base_ of {referrer})" if referrer else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _under(key: str, dotted: str) -> bool:
+    return key == dotted or key.startswith(dotted + ".")
+
+
+def _merge(dst: Dict[str, Any], src: Mapping[str, Any], dst_prov: Dict[str, str], src_prov: Mapping[str, str],
+           prefix: str = "") -> None:
+    """Merge ``src`` into ``dst`` (dicts recursively, the rest replaced), carrying each leaf's source file."""
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value, dst_prov, src_prov, dotted + ".")
+            continue
+        dst[key] = copy.deepcopy(value)
+        for stale in [k for k in dst_prov if _under(k, dotted)]:
+            del dst_prov[stale]
+        dst_prov.update({k: v for k, v in src_prov.items() if _under(k, dotted)})
+
+
+def _load_tree(path: Path, stack: Tuple[Path, ...] = ()) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """The merged tree of ``path`` and its ``_base_`` files, and each leaf key's source file."""
+    resolved = path.resolve() if path.exists() else path
+    if resolved in stack:
+        cycle = " -> ".join(str(p) for p in (*stack[stack.index(resolved):], resolved))
+        raise ConfigError(f"_base_ cycle: {cycle}")
+    data = _read_yaml(resolved, str(stack[-1]) if stack else None)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names")
+    tree: Dict[str, Any] = {}
+    prov: Dict[str, str] = {}
+    for base in bases:
+        base_tree, base_prov = _load_tree(resolved.parent / base, (*stack, resolved))
+        _merge(tree, base_tree, prov, base_prov)
+    _merge(tree, data, prov, {key: str(path) for key in _leaf_keys(data)})
+    return tree, prov
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        name = " or ".join(_type_name(a) for a in args)
+        return name + (" or null" if len(args) < len(typing.get_args(tp)) else "")
+    if origin in (list, List):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (dict, Dict):
+        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` converted to type ``tp``, or raise TypeError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                pass
+        raise TypeError
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item) for v in value]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise TypeError
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(v, item) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _source(prov: Mapping[str, str], key: str) -> str:
+    """The file that set ``key`` (or a key under it, or its nearest parent)."""
+    below = [v for k, v in prov.items() if k.startswith(key + ".")]
+    if key in prov or below:
+        return prov.get(key, below[-1] if below else "")
+    while "." in key:
+        key = key.rpartition(".")[0]
+        if key in prov:
+            return prov[key]
+    return "<defaults>"
+
+
+def _unknown_key(key: str, valid: Sequence[str], prefix: str, prov: Mapping[str, str]) -> ConfigError:
+    dotted = f"{prefix}{key}"
+    close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.6)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(valid)}"
+    return ConfigError(f"{_source(prov, dotted)}: unknown key '{dotted}'{hint}")
+
+
+def _build(cls: Any, data: Mapping[str, Any], prov: Mapping[str, str], prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, checking keys and types."""
+    if not isinstance(data, dict):
+        name = prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"{_source(prov, prefix.rstrip('.'))}: '{name}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown_key(key, list(fields), prefix, prov)
+        dotted = f"{prefix}{key}"
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, prov, dotted + ".")
+            continue
+        try:
+            kwargs[key] = _coerce(value, tp)
+        except TypeError:
+            raise ConfigError(
+                f"{_source(prov, dotted)}: '{dotted}' must be a {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            ) from None
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _size_ok(value: Any) -> bool:
+    sizes = [value] if isinstance(value, int) else list(value)
+    return len(sizes) in (1, 2) and all(s > 0 and s % 32 == 0 for s in sizes)
+
+
+def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"{_source(prov, key)}: '{key}' {message}")
+
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            fail(key, f"must be one of {', '.join(choices)}, got '{value}'{hint}")
+    if not cfg.runtime.device.startswith(("auto", "cpu", "cuda")):
+        fail("runtime.device", f"must be auto, cpu, cuda or cuda:N, got '{cfg.runtime.device}'")
+
+    for key, value in (("data.img_size", cfg.data.img_size), ("test.img_size", cfg.test.img_size)):
+        if not _size_ok(value):
+            fail(key, f"must be a positive multiple of 32 (or [h, w] of them), got {value}")
+    if cfg.data.multiscale_range is not None:
+        lo_hi = cfg.data.multiscale_range
+        if len(lo_hi) != 2 or not all(_size_ok(s) for s in lo_hi) or lo_hi[0] > lo_hi[1]:
+            fail("data.multiscale_range", f"must be [min, max], multiples of 32 with min <= max, got {lo_hi}")
+    if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3 or min(cfg.data.std) <= 0:
+        fail("data.std", "data.mean and data.std need three values each, std > 0")
+
+    m = cfg.model
+    positive = {
+        "model.num_classes": m.num_classes, "model.width": m.width, "model.fusion_channels": m.fusion_channels,
+        "model.dropblock_size": m.dropblock_size, "model.bn_eps": m.bn_eps,
+        "train.lr": cfg.train.lr, "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+        "train.nominal_batch_size": cfg.train.nominal_batch_size, "train.ref_batch_size": cfg.train.ref_batch_size,
+        "data.multiscale_interval": cfg.data.multiscale_interval, "test.max_det": cfg.test.max_det,
+        "test.batch_size": cfg.test.batch_size, "train.eval_interval": cfg.train.eval_interval,
+        "train.save_interval": cfg.train.save_interval, "runtime.log_interval": cfg.runtime.log_interval,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            fail(key, f"must be > 0, got {value}")
+    non_negative = {
+        "train.weight_decay": cfg.train.weight_decay, "train.warmup_epochs": cfg.train.warmup_epochs,
+        "train.min_lr": cfg.train.min_lr, "data.num_workers": cfg.data.num_workers,
+        "train.no_mixup_epochs": cfg.train.no_mixup_epochs, "train.fixed_size_epochs": cfg.train.fixed_size_epochs,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            fail(key, f"must be >= 0, got {value}")
+    unit = {
+        "model.dropblock_keep": (m.dropblock_keep, False), "model.prior_prob": (m.prior_prob, False),
+        "model.bn_momentum": (m.bn_momentum, False), "test.conf_thresh": (cfg.test.conf_thresh, True),
+        "test.nms_thresh": (cfg.test.nms_thresh, True), "train.ignore_thresh": (cfg.train.ignore_thresh, True),
+        "train.momentum": (cfg.train.momentum, True), "train.ema_decay": (cfg.train.ema_decay, True),
+    }
+    for key, (value, closed) in unit.items():
+        if not (0 <= value <= 1 if closed else 0 < value <= 1):
+            fail(key, f"must be in {'[0, 1]' if closed else '(0, 1]'}, got {value}")
+
+    levels = 2 if m.arch == "yolov3_tiny" else 3
+    if m.anchors is not None:
+        if not m.anchors or any(len(a) != 2 or min(a) <= 0 for a in m.anchors) or len(m.anchors) % levels:
+            fail("model.anchors", f"must be [w, h] pairs of positive numbers, a multiple of {levels} of them "
+                 f"for {m.arch} ({levels} output levels); got {m.anchors}")
+    unknown_terms = sorted(set(cfg.train.loss_weights) - set(LOSS_TERMS))
+    if unknown_terms:
+        fail("train.loss_weights", f"has unknown terms {unknown_terms}; valid: {', '.join(LOSS_TERMS)}")
+    for row in cfg.train.dropblock_schedule:
+        if len(row) != 4 or min(row) < 0:
+            fail("train.dropblock_schedule", f"rows must be [from_epoch, size32, size16, size8], got {row}")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _apply_opts(tree: Dict[str, Any], opts: Sequence[str], prov: Dict[str, str]) -> None:
+    for opt in opts:
+        key, sep, text = opt.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{OPTS}: '{opt}' is not of the form key=value (e.g. train.lr=0.002)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{OPTS}: cannot parse the value of '{opt}': {exc}") from exc
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{OPTS}: '{key}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+        for stale in [k for k in prov if _under(k, key)]:
+            del prov[stale]
+        prov[key] = OPTS
+
+
+def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = ()) -> Config:
+    """Load a config file (with its ``_base_`` files), apply ``opts`` and validate.
+
+    Args:
+        path: the YAML file.
+        opts: overrides ``"section.key=value"``, values parsed as YAML.
+
+    Raises:
+        ConfigError: naming the file or ``--opts``, the key and what is wrong.
+    """
+    tree, prov = _load_tree(Path(path))
+    _apply_opts(tree, opts, prov)
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for key in tree:
+        if key not in sections:
+            raise _unknown_key(key, sorted(sections), "", prov)
+    cfg = _build(Config, tree, prov)
+    _validate(cfg, prov)
+    return cfg
+
+
+class _Dumper(yaml.SafeDumper):
+    """Sections in block style, lists (sizes, anchors, splits) on one line."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text that :func:`load_config` reads back to an equal config."""
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False)
+
+
+def dump_config(cfg: Config, path: Union[str, os.PathLike]) -> None:
+    """Write the resolved config to ``path`` (runs keep the config they used)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(config_to_yaml(cfg), encoding="utf-8")
+
+
+def iter_config_fields(cls: Any = Config, prefix: str = "") -> Iterator[Tuple[str, str, Any, str]]:
+    """Yield ``(dotted key, type, default, help)`` for every config field, for generated docs."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(tp):
+            yield from iter_config_fields(tp, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", _type_name(tp), default, f.metadata.get("help", "")

@@ -1,0 +1,197 @@
+"""The one checkpoint format: atomic saves, safe loads, tolerant weight loading.
+
+A checkpoint is a dict saved with ``torch.save``::
+
+    {"format": "yolo_asff", "version": 1, "model": state_dict,
+     "ema": state_dict | None, "optimizer": ..., "scheduler": ..., "scaler": ...,
+     "epoch": int, "iteration": int, "config": dict | None, "extra": dict}
+
+Only tensors, containers and plain Python values go in, so every file loads with
+``torch.load(..., weights_only=True)``: a checkpoint from somebody else cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from ..utils.logging import get_logger
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "LoadReport",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model_weights",
+    "atomic_torch_save",
+    "unwrap_model",
+]
+
+CHECKPOINT_FORMAT = "yolo_asff"
+CHECKPOINT_VERSION = 1
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not a checkpoint."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_model_weights` did: names of tensors loaded and skipped."""
+
+    loaded: List[str] = field(default_factory=list)
+    shape_mismatch: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"loaded {len(self.loaded)} tensors"
+        if self.shape_mismatch:
+            text += f"; skipped {len(self.shape_mismatch)} of another shape: {', '.join(self.shape_mismatch)}"
+        if self.missing:
+            text += f"; {len(self.missing)} not in the checkpoint (kept as initialised)"
+        if self.unexpected:
+            text += f"; {len(self.unexpected)} in the checkpoint but not in the model (ignored)"
+        return text
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    A run killed at any moment leaves either the old file or the new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _state(obj: Any) -> Optional[Dict[str, Any]]:
+    return None if obj is None else obj.state_dict()
+
+
+def save_checkpoint(
+    path: PathLike,
+    model: nn.Module,
+    *,
+    ema: Optional[nn.Module] = None,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = 0,
+    iteration: int = 0,
+    config: Optional[Mapping[str, Any]] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Save a checkpoint atomically (see the module docstring for the layout)."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": unwrap_model(model).state_dict(),
+        "ema": _state(unwrap_model(ema) if ema is not None else None),
+        "optimizer": _state(optimizer),
+        "scheduler": _state(scheduler),
+        "scaler": _state(scaler),
+        "epoch": int(epoch),
+        "iteration": int(iteration),
+        "config": dict(config) if config is not None else None,
+        "extra": dict(extra or {}),
+    }
+    atomic_torch_save(checkpoint, path)
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``).
+
+    A bare state_dict (a file holding only ``{name: tensor}``, as many projects
+    publish) is returned as ``{"model": state_dict}`` so callers see one layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (check the path passed to --weights/--resume)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # the unpickler raises many types for a bad file; all mean the same to a user
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {exc}. The file is corrupt, truncated, or not a PyTorch "
+            "checkpoint (Darknet .weights files go through load_darknet_weights)."
+        ) from exc
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return obj
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"model": obj}
+    raise CheckpointError(f"{path} is not a yolo-asff checkpoint or a state_dict of tensors")
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes from every key."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def load_model_weights(
+    model: nn.Module, source: Union[PathLike, Mapping[str, Any]], key: str = "model"
+) -> LoadReport:
+    """Load every tensor of a checkpoint that fits ``model``; report the rest.
+
+    ``source`` is a checkpoint path, a checkpoint dict or a state_dict. ``key``
+    picks ``"model"`` or ``"ema"`` weights from a checkpoint. Tensors whose shape
+    differs (e.g. output convs after a change of class count) are skipped and
+    named in the report and the log, so fine-tuning on another dataset just works.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source = load_checkpoint(source)
+    state = source.get(key) if isinstance(source.get(key), Mapping) else source
+    if state is None or not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint has no {key!r} weights")
+    state = _strip_prefixes(state)
+    target = unwrap_model(model).state_dict()
+    report = LoadReport()
+    to_load = {}
+    for name, tensor in state.items():
+        if name not in target:
+            report.unexpected.append(name)
+        elif target[name].shape != tensor.shape:
+            report.shape_mismatch.append(name)
+        else:
+            to_load[name] = tensor
+            report.loaded.append(name)
+    report.missing = [name for name in target if name not in state]
+    unwrap_model(model).load_state_dict(to_load, strict=False)
+    log = get_logger("checkpoint")
+    log.info("weights: %s", report.summary())
+    return report

@@ -1,0 +1,33 @@
+"""The project's logger: one name, ``yolo_asff``, configured once by the entry points."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+LOGGER_NAME = "yolo_asff"
+
+__all__ = ["LOGGER_NAME", "get_logger", "setup_logging"]
+
+
+def get_logger(child: Optional[str] = None) -> logging.Logger:
+    """The ``yolo_asff`` logger, or its child ``yolo_asff.<child>``."""
+    return logging.getLogger(LOGGER_NAME if not child else f"{LOGGER_NAME}.{child}")
+
+
+def setup_logging(level: int = logging.INFO, log_file: Optional[str] = None) -> logging.Logger:
+    """Send the project's log records to stderr (and to ``log_file``), once; returns the logger."""
+    logger = get_logger()
+    logger.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if not any(getattr(h, "_yolo_asff", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(fmt)
+        handler._yolo_asff = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(fmt)
+        logger.addHandler(file_handler)
+    logger.propagate = False
+    return logger

@@ -1,0 +1,31 @@
+"""Model size and cost: trainable parameters and forward FLOPs."""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["count_parameters", "count_flops"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, size: Union[int, Sequence[int]] = 608) -> int:
+    """Forward FLOPs (multiply and add counted separately) of one ``3×H×W`` image, eval mode.
+
+    Measured with ``torch.utils.flop_counter``, which counts convolutions and
+    matrix products; element-wise ops (BN, activations, pooling) are not counted.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype))
+    model.train(was_training)
+    return int(counter.get_total_flops())
