@@ -84,6 +84,8 @@ class DataConfig:
         metadata={"help": "validation split"},
     )
     class_names: Optional[List[str]] = _f(None, "class names (VOC, or a subset); null = from the dataset")
+    keep_empty_images: bool = _f(True, "train on images without boxes too (they teach background)")
+    use_difficult: bool = _f(False, "VOC: train on 'difficult' objects too (evaluation always ignores them)")
     img_size: Size = _f(608, "training input size, an int or [h, w], multiple of 32")
     multiscale_range: Optional[List[int]] = _f([320, 608], "[min, max] training size (step 32); null = fixed size")
     multiscale_interval: int = _f(10, "iterations between input-size changes")

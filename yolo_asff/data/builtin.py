@@ -1,0 +1,276 @@
+"""The built-in dataset: a detection task generated locally, so the main job needs no download.
+
+Six shape classes with random colours and textures are drawn at 8 px to half the
+image size over textured backgrounds (real photographs from scikit-image when it is
+installed), some overlapping, plus distractor clutter that belongs to no class.
+Everything is deterministic by seed and written in both the COCO and the VOC
+layout, so both readers are exercised on it::
+
+    python -m yolo_asff.data.builtin --out data/builtin [--train 1000] [--val 200] [--seed 0]
+
+    DIR/annotations/{train,val}.json        COCO instances files
+    DIR/images/{train,val}/*.jpg
+    DIR/VOCdevkit/VOCbuiltin/{Annotations,JPEGImages,ImageSets/Main/{train,val}.txt}
+    DIR/video.mp4                           moving shapes, for the video demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+from xml.sax.saxutils import escape
+
+import cv2
+import numpy as np
+
+__all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
+
+CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
+VOC_YEAR = "builtin"
+MIN_SIZE = 8
+
+
+def _backgrounds() -> List[np.ndarray]:
+    """Public-domain photographs shipped with scikit-image, if it is installed (else none)."""
+    try:
+        from skimage import data as skdata  # optional: better backgrounds, not a requirement
+    except ImportError:
+        return []
+    photos = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"):
+        try:
+            img = getattr(skdata, name)()
+        except Exception:  # a missing data file must not stop generation
+            continue
+        if img.ndim == 3 and img.shape[2] == 3:
+            photos.append(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return photos
+
+
+def _background(rng: np.random.Generator, h: int, w: int, photos: Sequence[np.ndarray]) -> np.ndarray:
+    if photos and rng.random() < 0.7:
+        photo = photos[rng.integers(len(photos))]
+        ph, pw = photo.shape[:2]
+        scale = rng.uniform(max(h / ph, w / pw), max(h / ph, w / pw) * 2)
+        big = cv2.resize(photo, (math.ceil(pw * scale), math.ceil(ph * scale)))
+        y, x = rng.integers(big.shape[0] - h + 1), rng.integers(big.shape[1] - w + 1)
+        img = big[y:y + h, x:x + w].copy()
+    else:
+        coarse = rng.integers(0, 256, (rng.integers(2, 6), rng.integers(2, 6), 3)).astype(np.uint8)
+        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        noise = rng.normal(0, rng.uniform(4, 20), (h, w, 1))
+        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    # Clutter that belongs to no class: lines and blobs the detector must learn to ignore.
+    for _ in range(rng.integers(2, 10)):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        p1 = (int(rng.integers(w)), int(rng.integers(h)))
+        if rng.random() < 0.6:
+            p2 = (int(rng.integers(w)), int(rng.integers(h)))
+            cv2.line(img, p1, p2, color, int(rng.integers(1, 4)), cv2.LINE_AA)
+        else:
+            axes = (int(rng.integers(2, 12)), int(rng.integers(2, 12)))
+            cv2.ellipse(img, p1, axes, float(rng.uniform(0, 180)), 0, 360, color, -1, cv2.LINE_AA)
+    return img
+
+
+def _shape_mask(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``size``×``size`` uint8 mask of shape class ``cls``, filling its box on both axes."""
+    m = np.zeros((size, size), np.uint8)
+    s = size - 1
+    c = s / 2.0
+    shift = 4  # sub-pixel precision for small shapes
+    pts = lambda p: (np.asarray(p) * (1 << shift)).round().astype(np.int32)  # noqa: E731
+    name = CLASSES[cls]
+    if name == "circle":
+        cv2.circle(m, pts((c, c)), int(round(c * (1 << shift))), 255, -1, cv2.LINE_AA, shift)
+    elif name == "square":
+        m[:] = 255
+    elif name == "triangle":
+        cv2.fillPoly(m, [pts([(c, 0), (s, s), (0, s)])], 255, cv2.LINE_AA, shift)
+    elif name == "star":
+        angles = np.arange(10) * math.pi / 5 - math.pi / 2
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.5))
+        star = np.stack([np.cos(angles) * radii, np.sin(angles) * radii], 1)
+        star = (star - star.min(0)) / (star.max(0) - star.min(0)) * s
+        cv2.fillPoly(m, [pts(star)], 255, cv2.LINE_AA, shift)
+    elif name == "ring":
+        cv2.circle(m, pts((c, c)), int(round(c * (1 << shift))), 255, -1, cv2.LINE_AA, shift)
+        cv2.circle(m, pts((c, c)), int(round(c * rng.uniform(0.45, 0.65) * (1 << shift))), 0, -1, cv2.LINE_AA, shift)
+    else:  # cross
+        t = max(1, int(round(size * rng.uniform(0.25, 0.4) / 2)))
+        m[:, max(0, int(c) - t + 1):int(c) + t + 1] = 255
+        m[max(0, int(c) - t + 1):int(c) + t + 1, :] = 255
+    return m
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A fill for a shape: a solid colour, stripes, or noisy colour."""
+    base = rng.integers(0, 256, 3).astype(np.float32)
+    kind = rng.integers(3)
+    if kind == 0:
+        return np.broadcast_to(base, (h, w, 3)).astype(np.uint8)
+    if kind == 1:
+        other = rng.integers(0, 256, 3).astype(np.float32)
+        period = rng.uniform(3, 10)
+        angle = rng.uniform(0, math.pi)
+        yy, xx = np.mgrid[0:h, 0:w]
+        phase = (xx * math.cos(angle) + yy * math.sin(angle)) / period
+        stripes = (np.floor(phase) % 2)[..., None]
+        return (base * stripes + other * (1 - stripes)).astype(np.uint8)
+    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros(0)
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / (area(box) + area(boxes) - inter)
+
+
+def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), size: Optional[Tuple[int, int]] = None):
+    """One image with its objects: ``(image BGR uint8, boxes (N, 4) xyxy float32, labels (N,) int64)``."""
+    h, w = size if size is not None else (int(rng.integers(256, 385)), int(rng.integers(288, 449)))
+    img = _background(rng, h, w, photos)
+    boxes: List[np.ndarray] = []
+    labels: List[int] = []
+    for _ in range(int(rng.integers(1, 9))):
+        for _attempt in range(10):
+            side = int(round(math.exp(rng.uniform(math.log(MIN_SIZE + 4), math.log(min(h, w) / 2)))))
+            aspect = rng.uniform(0.7, 1.4)
+            bw, bh = max(MIN_SIZE, int(side * aspect)), max(MIN_SIZE, int(side / aspect))
+            bw, bh = min(bw, w), min(bh, h)
+            x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+            box = np.array([x, y, x + bw, y + bh], np.float32)
+            if (_iou(box, np.array(boxes).reshape(-1, 4)) < 0.3).all():
+                break
+        else:
+            continue
+        cls = int(rng.integers(len(CLASSES)))
+        mask = cv2.resize(_shape_mask(cls, 64 if max(bw, bh) > 32 else 32, rng), (bw, bh), interpolation=cv2.INTER_AREA)
+        alpha = (mask.astype(np.float32) / 255.0)[..., None]
+        region = img[y:y + bh, x:x + bw].astype(np.float32)
+        img[y:y + bh, x:x + bw] = (region * (1 - alpha) + _texture(rng, bh, bw) * alpha).astype(np.uint8)
+        boxes.append(box)
+        labels.append(cls)
+    return img, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+
+
+def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarray) -> str:
+    objects = "".join(
+        f"  <object><name>{CLASSES[c]}</name><difficult>0</difficult><bndbox>"
+        # VOC is 1-based and inclusive: continuous [x1, x2] covers pixels x1+1 .. x2.
+        f"<xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin><xmax>{int(b[2])}</xmax><ymax>{int(b[3])}</ymax>"
+        "</bndbox></object>\n"
+        for b, c in zip(boxes, labels)
+    )
+    return (f"<annotation>\n  <filename>{escape(file_name)}</filename>\n"
+            f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n{objects}</annotation>\n")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, photos, start_id: int) -> None:
+    img_dir = out / "images" / split
+    voc = out / "VOCdevkit" / f"VOC{VOC_YEAR}"
+    for d in (img_dir, out / "annotations", voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / "Main"):
+        d.mkdir(parents=True, exist_ok=True)
+    images, annotations, ids = [], [], []
+    for i in range(count):
+        image_id = start_id + i
+        stem = f"{split}_{image_id:06d}"
+        img, boxes, labels = render_image(rng, photos)
+        h, w = img.shape[:2]
+        cv2.imwrite(str(img_dir / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": w, "height": h})
+        for b, c in zip(boxes, labels):
+            x1, y1, x2, y2 = (float(v) for v in b)
+            annotations.append({
+                "id": len(annotations) + 1 + start_id * 16, "image_id": image_id, "category_id": int(c) + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+            })
+        (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", w, h, boxes, labels))
+        _link_or_copy(img_dir / f"{stem}.jpg", voc / "JPEGImages" / f"{stem}.jpg")
+        ids.append(stem)
+    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
+    coco = {"info": {"description": "yolo-asff built-in dataset"}, "images": images,
+            "annotations": annotations, "categories": categories}
+    (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+    (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+
+
+def _write_video(path: Path, rng: np.random.Generator, photos, seconds: float = 4.0, fps: int = 15) -> None:
+    h, w = 360, 480
+    background = _background(rng, h, w, photos)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder in this OpenCV build)")
+    sprites = []
+    for _ in range(5):
+        cls, side = int(rng.integers(len(CLASSES))), int(rng.integers(24, 90))
+        mask = cv2.resize(_shape_mask(cls, 64, rng), (side, side), interpolation=cv2.INTER_AREA)
+        sprites.append((mask, _texture(rng, side, side), rng.uniform([0, 0], [w - side, h - side]),
+                        rng.uniform(-4, 4, 2), side))
+    for _ in range(int(seconds * fps)):
+        frame = background.copy()
+        for k, (mask, tex, pos, vel, side) in enumerate(sprites):
+            pos += vel
+            for axis, limit in ((0, w - side), (1, h - side)):
+                if not 0 <= pos[axis] <= limit:
+                    vel[axis] = -vel[axis]
+                    pos[axis] = np.clip(pos[axis], 0, limit)
+            x, y = int(pos[0]), int(pos[1])
+            alpha = (mask.astype(np.float32) / 255.0)[..., None]
+            region = frame[y:y + side, x:x + side].astype(np.float32)
+            frame[y:y + side, x:x + side] = (region * (1 - alpha) + tex * alpha).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+
+
+def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, seed: int = 0) -> Path:
+    """Write the built-in dataset (see the module docstring) and return its folder."""
+    out = Path(out)
+    photos = _backgrounds()
+    rng = np.random.default_rng(seed)
+    _write_split(out, "train", train, np.random.default_rng(rng.integers(2**32)), photos, start_id=1)
+    _write_split(out, "val", val, np.random.default_rng(rng.integers(2**32)), photos, start_id=train + 1)
+    _write_video(out / "video.mp4", np.random.default_rng(rng.integers(2**32)), photos)
+    (out / "READY").write_text(f"train={train} val={val} seed={seed}\n")
+    return out
+
+
+def ensure_builtin(out: os.PathLike | str = "data/builtin", **kwargs) -> Path:
+    """The built-in dataset at ``out``, generated first if it is missing or incomplete."""
+    out = Path(out)
+    if not (out / "READY").is_file():
+        generate_builtin(out, **kwargs)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the yolo-asff built-in detection dataset.")
+    parser.add_argument("--out", default="data/builtin", help="output folder")
+    parser.add_argument("--train", type=int, default=1000, help="training images")
+    parser.add_argument("--val", type=int, default=200, help="validation images")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    generate_builtin(args.out, args.train, args.val, args.seed)
+    print(f"built-in dataset: {args.train} train + {args.val} val images, video, in {args.out} "
+          f"({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
