@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 __all__ = [
+    "AugConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -72,6 +73,25 @@ class SplitConfig:
 
 
 @dataclass
+class AugConfig:
+    photometric_prob: float = _f(0.5, "probability of each photometric jitter (brightness, contrast, saturation, hue)")
+    brightness: float = _f(32.0, "brightness shift, +- pixel values")
+    contrast: List[float] = _f([0.5, 1.5], "contrast factor range")
+    saturation: List[float] = _f([0.5, 1.5], "saturation factor range")
+    hue: float = _f(18.0, "hue shift, +- degrees")
+    expand_prob: float = _f(0.5, "probability of zooming out onto a mean-filled canvas")
+    expand_max_ratio: float = _f(4.0, "largest zoom-out canvas, times the image size")
+    crop_prob: float = _f(1.0, "probability of trying SSD's min-IoU random crop")
+    crop_min_ious: List[float] = _f([0.1, 0.3, 0.5, 0.7, 0.9], "minimum IoUs the crop picks from (or no crop)")
+    flip_prob: float = _f(0.5, "horizontal flip probability")
+    affine_prob: float = _f(0.5, "probability of a small random affine transform")
+    affine_degrees: float = _f(0.0, "largest rotation, degrees")
+    affine_translate: float = _f(0.1, "largest shift, fraction of the image size")
+    affine_scale: List[float] = _f([0.9, 1.1], "scale range")
+    min_box_size: float = _f(6.0, "boxes with a side of this many pixels or fewer after augmentation are dropped")
+
+
+@dataclass
 class DataConfig:
     format: str = _f("coco", "dataset format: coco or voc")
     root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
@@ -91,6 +111,7 @@ class DataConfig:
     multiscale_interval: int = _f(10, "iterations between input-size changes")
     num_workers: int = _f(4, "data-loading worker processes per GPU")
     letterbox: bool = _f(True, "keep the aspect ratio and pad (true) or stretch (false)")
+    aug: AugConfig = field(default_factory=AugConfig, metadata={"help": "training augmentation"})
     mean: List[float] = _f([0.485, 0.456, 0.406], "RGB mean subtracted after /255")
     std: List[float] = _f([0.229, 0.224, 0.225], "RGB std divided by after /255")
 
