@@ -94,6 +94,7 @@ class AugConfig:
 @dataclass
 class DataConfig:
     format: str = _f("coco", "dataset format: coco or voc")
+    builtin: bool = _f(False, "data.root holds the built-in dataset: generate it there on first use")
     root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
     train: SplitConfig = field(
         default_factory=lambda: SplitConfig("annotations/instances_train2017.json", "train2017", []),
@@ -138,6 +139,7 @@ class TrainConfig:
     ema_decay: float = _f(0.9998, "EMA decay")
     grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")
     mixup: bool = _f(True, "mixup of two images with Beta(1.5, 1.5)")
+    mixup_prob: float = _f(0.5, "share of training samples that are mixed up while mixup is on")
     no_mixup_epochs: int = _f(30, "no mixup in the last N epochs")
     label_smooth: bool = _f(True, "label smoothing of the class targets")
     fixed_size_epochs: int = _f(10, "last N epochs at data.img_size without multi-scale")
@@ -430,7 +432,7 @@ def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
         "model.dropblock_keep": (m.dropblock_keep, False), "model.prior_prob": (m.prior_prob, False),
         "model.bn_momentum": (m.bn_momentum, False), "test.conf_thresh": (cfg.test.conf_thresh, True),
         "test.nms_thresh": (cfg.test.nms_thresh, True), "train.ignore_thresh": (cfg.train.ignore_thresh, True),
-        "train.momentum": (cfg.train.momentum, True), "train.ema_decay": (cfg.train.ema_decay, True),
+        "train.momentum": (cfg.train.momentum, True), "train.mixup_prob": (cfg.train.mixup_prob, True), "train.ema_decay": (cfg.train.ema_decay, True),
     }
     for key, (value, closed) in unit.items():
         if not (0 <= value <= 1 if closed else 0 < value <= 1):

@@ -1,0 +1,112 @@
+"""Multi-scale batches, mixup weights, corrupt images, and the loader end to end on the built-in data."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from yolo_asff import load_config
+from yolo_asff.data import MultiScaleBatchSampler, build_dataloader, build_dataset
+from yolo_asff.data.builtin import generate_builtin
+from yolo_asff.data.mixup import mixup
+
+
+def make_sampler(sampler, **kw):
+    args = dict(batch_size=4, epochs=10, base_size=608, size_range=(320, 608), interval=3, seed=5)
+    args.update(kw)
+    return MultiScaleBatchSampler(sampler, **args)
+
+
+def test_one_size_per_batch_changing_every_k_iterations():
+    batches = make_sampler(SequentialSampler(range(200)))
+    batches.set_epoch(0)
+    sizes = [b[0].size for b in batches]
+    assert all(len({r.size for r in b}) == 1 for b in batches)
+    assert all(s[0] % 32 == 0 and 320 <= s[0] <= 608 for s in sizes)
+    groups = [sizes[i:i + 3] for i in range(0, len(sizes), 3)]
+    assert all(len(set(g)) == 1 for g in groups)  # constant within each group of K = 3
+    assert len(set(sizes)) > 3  # and it does change
+
+
+def test_fixed_size_and_no_mixup_at_the_end():
+    batches = make_sampler(SequentialSampler(range(40)), fixed_size_epochs=2, mixup=True, no_mixup_epochs=3)
+    batches.set_epoch(6)
+    assert all(r.mixup for b in batches for r in b)
+    batches.set_epoch(7)
+    assert not any(r.mixup for b in batches for r in b)
+    batches.set_epoch(8)
+    assert {r.size for b in batches for r in b} == {(608, 608)}
+
+
+def test_ranks_agree_on_sizes_without_talking():
+    per_rank = []
+    for rank in range(2):
+        ds = DistributedSampler(range(100), num_replicas=2, rank=rank, shuffle=True, seed=1)
+        batches = make_sampler(ds)
+        batches.set_epoch(3)
+        per_rank.append([(b[0].size, [r.index for r in b]) for b in batches])
+    assert [s for s, _ in per_rank[0]] == [s for s, _ in per_rank[1]]
+    assert set(sum((i for _, i in per_rank[0]), [])).isdisjoint(sum((i for _, i in per_rank[1]), []))
+
+
+def test_mixup_keeps_both_box_sets_with_weights():
+    a = np.full((64, 64, 3), 200, np.uint8)
+    b = np.zeros((64, 64, 3), np.uint8)
+    image, boxes, weights, lam = mixup(a, np.array([[0, 0, 10, 10]], np.float32), np.ones(1, np.float32),
+                                       b, np.array([[5, 5, 20, 20], [30, 30, 40, 40]], np.float32),
+                                       np.ones(2, np.float32), np.random.default_rng(0))
+    assert boxes.shape == (3, 4) and 0 < lam < 1
+    np.testing.assert_allclose(weights, [lam, 1 - lam, 1 - lam], rtol=1e-6)
+    assert abs(int(image[0, 0, 0]) - 200 * lam) <= 1
+    lams = [mixup(a, boxes[:1], weights[:1], b, boxes[:1], weights[:1], np.random.default_rng(s))[3] for s in range(400)]
+    assert 0.45 < np.mean(lams) < 0.55 and np.std(lams) > 0.15  # Beta(1.5, 1.5): symmetric, wide
+
+
+@pytest.fixture(scope="module")
+def builtin_root(tmp_path_factory):
+    return generate_builtin(tmp_path_factory.mktemp("builtin"), train=24, val=8, seed=1)
+
+
+def builtin_cfg(root, *opts):
+    return load_config("configs/builtin.yaml", [f"data.root={root}", "data.num_workers=0", "train.batch_size=4", *opts])
+
+
+def test_loader_batches_on_the_builtin_data(builtin_root):
+    cfg = builtin_cfg(builtin_root, "train.mixup_prob=1.0")
+    loader = build_dataloader(cfg, "train", distributed=False)
+    loader.batch_sampler.set_epoch(0)
+    batch = next(iter(loader))
+    images, targets = batch["images"], batch["targets"]
+    assert images.dtype == torch.float32 and images.shape[:2] == (4, 3) and images.shape[2] % 32 == 0
+    assert -3 < images.mean() < 3  # normalised, not 0..255
+    assert targets.shape[1] == 7 and set(targets[:, 0].long().tolist()) <= {0, 1, 2, 3}
+    assert ((targets[:, 1] >= 0) & (targets[:, 1] < 6)).all()
+    assert (targets[:, 6] < 1).any()  # mixup weights present
+    h, w = images.shape[-2:]
+    assert (targets[:, 4] <= w).all() and (targets[:, 5] <= h).all()
+    val = next(iter(build_dataloader(cfg, "val", distributed=False)))
+    assert val["images"].shape[-2:] == (320, 320) and val["infos"][0] is not None
+
+
+def test_corrupt_image_is_skipped_counted_and_reported_once(builtin_root, tmp_path, caplog):
+    cfg = builtin_cfg(builtin_root)
+    dataset = build_dataset(cfg, "train")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    dataset.records[0].path = str(bad)
+    from yolo_asff.data import SampleRequest
+    with caplog.at_level(logging.WARNING, logger="yolo_asff"):
+        for _ in range(3):
+            sample = dataset[SampleRequest(0, (320, 320), False)]
+            assert sample["image"].shape == (320, 320, 3)
+    assert caplog.text.count("skipping unreadable image") == 1 and "corrupt.jpg" in caplog.text
+    assert dataset.unreadable == {0}
+
+
+def test_class_count_mismatch_is_explained(builtin_root):
+    with pytest.raises(ValueError, match="set model.num_classes=6"):
+        build_dataset(builtin_cfg(builtin_root, "model.num_classes=80"), "train")

@@ -1,0 +1,130 @@
+"""The torch Dataset over image records, and the collate function that makes batches."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..utils.logging import get_logger
+from .mixup import mixup
+from .records import ImageRecord
+from .sampler import SampleRequest
+from .transforms import EvalTransform, TrainTransform
+
+__all__ = ["DetectionDataset", "collate", "worker_init"]
+
+
+class DetectionDataset(Dataset):
+    """Images and targets for training (augmented, per-batch size, mixup) or evaluation (letterbox).
+
+    ``dataset[SampleRequest(index, (h, w), mixup)]`` (training) or ``dataset[index]``
+    returns a dict: ``image`` (h, w, 3) uint8 BGR, ``boxes`` (N, 4) xyxy input pixels,
+    ``labels`` (N,), ``weights`` (N,) mixup weights, ``image_id``, ``info`` (the
+    :class:`~yolo_asff.data.transforms.LetterboxInfo`, evaluation only).
+
+    An unreadable image is skipped (another one is drawn), counted, and reported
+    once per image, so one bad file never stops a run.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        class_names: Sequence[str],
+        transform: Union[TrainTransform, EvalTransform],
+        use_ignored: bool = False,
+        mixup_prob: float = 0.5,
+        category_ids: Optional[Sequence[int]] = None,
+    ) -> None:
+        self.records = list(records)
+        self.class_names = list(class_names)
+        self.category_ids = list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1))
+        self.transform = transform
+        self.use_ignored = use_ignored
+        self.mixup_prob = mixup_prob
+        self.unreadable: set = set()
+        self._rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def reseed(self, seed: int) -> None:
+        """Seed this process's augmentation randomness (see :func:`worker_init`)."""
+        self._rng = np.random.default_rng(seed)
+        if isinstance(self.transform, TrainTransform):
+            self.transform.reseed(seed)
+
+    def _read(self, index: int):
+        """Image ``index``, or the next readable one (counting and reporting unreadable files)."""
+        for _ in range(len(self.records)):
+            record = self.records[index]
+            image = cv2.imread(record.path, cv2.IMREAD_COLOR) if index not in self.unreadable else None
+            if image is not None:
+                return index, record, image
+            if index not in self.unreadable:
+                self.unreadable.add(index)
+                get_logger("data").warning(
+                    "skipping unreadable image %s (missing or corrupt); %d skipped so far in this process",
+                    record.path, len(self.unreadable),
+                )
+            index = int(self._rng.integers(len(self.records)))
+        raise RuntimeError("no readable image left in the dataset")
+
+    def _train_sample(self, index: int, size, rng):
+        index, record, image = self._read(index)
+        boxes, labels = record.training_targets(self.use_ignored)
+        image, boxes, keep = self.transform(image, boxes, size, rng)
+        return record, image, boxes, labels[keep], np.ones(len(boxes), np.float32)
+
+    def __getitem__(self, request: Union[int, SampleRequest]) -> Dict[str, Any]:
+        if isinstance(self.transform, EvalTransform):
+            index = int(request.index if isinstance(request, SampleRequest) else request)
+            index, record, image = self._read(index)
+            image, info = self.transform(image)
+            boxes = (record.boxes * np.array([info.scale_x, info.scale_y] * 2, np.float32)
+                     + np.array([info.pad_x, info.pad_y] * 2, np.float32))
+            return {"image": image, "boxes": boxes, "labels": record.labels, "weights": np.ones(len(boxes), np.float32),
+                    "image_id": record.image_id, "info": info}
+        if not isinstance(request, SampleRequest):
+            raise TypeError("training samples are requested with a SampleRequest (index, size, mixup)")
+        rng = self._rng
+        record, image, boxes, labels, weights = self._train_sample(request.index, request.size, rng)
+        if request.mixup and rng.random() < self.mixup_prob:
+            other = int(rng.integers(len(self.records)))
+            _, image_b, boxes_b, labels_b, weights_b = self._train_sample(other, request.size, rng)
+            image, boxes, weights, _ = mixup(image, boxes, weights, image_b, boxes_b, weights_b, rng)
+            labels = np.concatenate([labels, labels_b])
+        return {"image": image, "boxes": boxes, "labels": labels, "weights": weights,
+                "image_id": record.image_id, "info": None}
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a distinct, reproducible seed for each worker's augmentation."""
+    info = torch.utils.data.get_worker_info()
+    dataset = info.dataset if info is not None else None
+    if isinstance(dataset, DetectionDataset):
+        dataset.reseed(torch.initial_seed() % 2**32)
+
+
+def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[float]) -> Dict[str, Any]:
+    """Stack samples into a batch.
+
+    Returns a dict with ``images`` ``(B, 3, H, W)`` float32, RGB, ``(x / 255 − mean) / std``;
+    ``targets`` ``(M, 7)`` float32 rows ``[batch index, class, x1, y1, x2, y2, weight]``
+    in input pixels; ``image_ids`` and ``infos`` lists.
+    """
+    images = torch.from_numpy(np.stack([s["image"] for s in samples]))  # (B, H, W, 3) uint8 BGR
+    images = images.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    images = images.sub_(mean_t).div_(std_t).contiguous()
+    rows = [
+        np.concatenate([np.full((len(s["boxes"]), 1), i), s["labels"].reshape(-1, 1), s["boxes"].reshape(-1, 4),
+                        s["weights"].reshape(-1, 1)], axis=1)
+        for i, s in enumerate(samples)
+    ]
+    targets = torch.from_numpy(np.concatenate(rows).astype(np.float32)) if rows else torch.zeros(0, 7)
+    return {"images": images, "targets": targets.reshape(-1, 7), "image_ids": [s["image_id"] for s in samples],
+            "infos": [s["info"] for s in samples]}
