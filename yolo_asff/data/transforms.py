@@ -114,86 +114,120 @@ class TrainTransform:
         self.photometric.set_random_seed(seed)
 
     def __call__(self, image, boxes, size: Tuple[int, int], rng: np.random.Generator):
+        # The geometric steps only compose a matrix (original pixels → output pixels) and move the
+        # boxes; the image is resampled once at the end. No zoomed-out canvas is ever allocated.
         n = len(boxes)
         index = np.arange(n)
         boxes = boxes.astype(np.float32).reshape(-1, 4)
+        ch, cw = image.shape[:2]  # size of the current (virtual) canvas
+        matrix = np.eye(3)
         if self.p.photometric_prob > 0:
             image = self.photometric(image=image)["image"]
         if rng.random() < self.p.expand_prob:
-            image, boxes = self._expand(image, boxes, rng)
-        if rng.random() < self.p.crop_prob and n:
-            image, boxes, kept = self._min_iou_crop(image, boxes, rng)
-            index = index[kept]
+            ratio = rng.uniform(1, self.p.expand_max_ratio)
+            left, top = rng.uniform(0, cw * (ratio - 1)), rng.uniform(0, ch * (ratio - 1))
+            matrix = _translation(left, top) @ matrix
+            boxes = boxes + np.array([left, top, left, top], np.float32)
+            cw, ch = cw * ratio, ch * ratio
+        if n and rng.random() < self.p.crop_prob:
+            crop = self._min_iou_crop(boxes, cw, ch, rng)
+            if crop is not None:
+                patch, inside = crop
+                # Cut the image down to the patch (a view, no copy) so that a later shift cannot
+                # bring back pixels the crop removed; the matrix so far is a translation (expand).
+                ox1, oy1, ox2, oy2 = patch - np.tile(matrix[:2, 2], 2)
+                sx1, sy1 = max(0, int(np.floor(ox1))), max(0, int(np.floor(oy1)))
+                image = image[sy1:max(sy1 + 1, int(np.ceil(oy2))), sx1:max(sx1 + 1, int(np.ceil(ox2)))]
+                matrix = _translation(-patch[0], -patch[1]) @ matrix @ _translation(sx1, sy1)
+                boxes = boxes[inside]
+                boxes[:, :2] = np.maximum(boxes[:, :2], patch[:2])
+                boxes[:, 2:] = np.minimum(boxes[:, 2:], patch[2:])
+                boxes -= np.array([patch[0], patch[1], patch[0], patch[1]], np.float32)
+                index = index[inside]
+                cw, ch = patch[2] - patch[0], patch[3] - patch[1]
         if rng.random() < self.p.flip_prob:
-            image = image[:, ::-1]
+            matrix = np.array([[-1.0, 0, cw], [0, 1, 0], [0, 0, 1]]) @ matrix
             boxes = boxes.copy()
-            boxes[:, [0, 2]] = image.shape[1] - boxes[:, [2, 0]]
+            boxes[:, [0, 2]] = cw - boxes[:, [2, 0]]
         if rng.random() < self.p.affine_prob:
-            image, boxes = self._affine(image, boxes, rng)
-        image, boxes, _ = letterbox(np.ascontiguousarray(image), size, self.keep_ratio, boxes)
+            affine = self._random_affine(cw, ch, rng)
+            matrix = affine @ matrix
+            boxes = _transform_boxes(boxes, affine, cw, ch)
         h, w = size
+        if self.keep_ratio:
+            sx = sy = min(h / ch, w / cw)
+            px, py = (w - cw * sx) / 2, (h - ch * sy) / 2
+        else:
+            sx, sy, px, py = w / cw, h / ch, 0.0, 0.0
+        matrix = np.array([[sx, 0, px], [0, sy, py], [0, 0, 1]]) @ matrix
+        boxes = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([px, py, px, py], np.float32)
+        image = cv2.warpAffine(image, _pixel_centres(matrix)[:2], (w, h), flags=cv2.INTER_LINEAR,
+                               borderValue=MEAN_BGR)
+        # Outside the canvas (the letterbox padding) the warp would still show pixels that a crop or
+        # shift put off the canvas: paint it as padding.
+        x1, y1 = int(round(px)), int(round(py))
+        x2, y2 = int(round(px + cw * sx)), int(round(py + ch * sy))
+        image[:y1] = MEAN_BGR
+        image[y2:] = MEAN_BGR
+        image[:, :x1] = MEAN_BGR
+        image[:, x2:] = MEAN_BGR
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         big = ((boxes[:, 2] - boxes[:, 0]) > self.p.min_box_size) & ((boxes[:, 3] - boxes[:, 1]) > self.p.min_box_size)
         keep = np.zeros(n, bool)
         keep[index[big]] = True
-        return image, boxes[big], keep
+        return image, boxes[big].astype(np.float32), keep
 
-    def _expand(self, image, boxes, rng):
-        """Zoom out: place the image at a random spot of a canvas up to ``expand_max_ratio`` times larger."""
-        h, w = image.shape[:2]
-        ratio = rng.uniform(1, self.p.expand_max_ratio)
-        ch, cw = int(h * ratio), int(w * ratio)
-        top, left = int(rng.uniform(0, ch - h)), int(rng.uniform(0, cw - w))
-        canvas = np.empty((ch, cw, 3), np.uint8)
-        canvas[:] = MEAN_BGR
-        canvas[top:top + h, left:left + w] = image
-        return canvas, boxes + np.array([left, top, left, top], np.float32)
+    def _min_iou_crop(self, boxes, cw: float, ch: float, rng, trials: int = 50, rounds: int = 50):
+        """SSD's random crop: a patch whose IoU with every box is at least a randomly chosen minimum.
 
-    def _min_iou_crop(self, image, boxes, rng):
-        """SSD's random crop: a patch whose IoU with the boxes is at least a randomly chosen minimum;
-        boxes whose centre falls outside the patch are dropped, the rest are clipped to it."""
-        h, w = image.shape[:2]
-        all_kept = np.arange(len(boxes))
-        while True:
-            choices = (None, *self.p.crop_min_ious)
+        Returns ``(patch xyxy, inside)`` where ``inside`` marks the boxes whose centre lies in the
+        patch, or None for "no crop". Each round tries ``trials`` candidate patches at once.
+        """
+        choices = (None, *self.p.crop_min_ious)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        for _ in range(rounds):
             min_iou = choices[rng.integers(len(choices))]
             if min_iou is None:
-                return image, boxes, all_kept
-            for _ in range(50):
-                cw, ch = rng.uniform(0.3 * w, w), rng.uniform(0.3 * h, h)
-                if not 0.5 <= ch / cw <= 2:
-                    continue
-                left, top = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
-                patch = np.array([left, top, left + cw, top + ch], np.float32)
-                if box_iou_np(patch[None], boxes).min() < min_iou:
-                    continue
-                centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-                inside = ((centres > patch[:2]) & (centres < patch[2:])).all(axis=1)
-                if not inside.any():
-                    continue
-                x1, y1, x2, y2 = (int(v) for v in patch)
-                out = boxes[inside].copy()
-                out[:, :2] = np.maximum(out[:, :2], patch[:2])
-                out[:, 2:] = np.minimum(out[:, 2:], patch[2:])
-                out -= np.array([x1, y1, x1, y1], np.float32)
-                return image[y1:y2, x1:x2], out, all_kept[inside]
+                return None
+            ws, hs = rng.uniform(0.3 * cw, cw, trials), rng.uniform(0.3 * ch, ch, trials)
+            lefts, tops = rng.uniform(0, cw - ws), rng.uniform(0, ch - hs)
+            patches = np.stack([lefts, tops, lefts + ws, tops + hs], axis=1).astype(np.float32)
+            inside = ((centres[None] > patches[:, None, :2]) & (centres[None] < patches[:, None, 2:])).all(-1)
+            good = (hs / ws >= 0.5) & (hs / ws <= 2) & (box_iou_np(patches, boxes).min(1) >= min_iou) & inside.any(1)
+            if good.any():
+                k = int(np.argmax(good))
+                return patches[k], inside[k]
+        return None
 
-    def _affine(self, image, boxes, rng):
-        """A small random rotation, scale and translation; boxes become the hull of their moved corners."""
-        h, w = image.shape[:2]
+    def _random_affine(self, cw: float, ch: float, rng) -> np.ndarray:
+        """A small random rotation and scale about the centre, and a shift (3×3)."""
         angle = rng.uniform(-self.p.affine_degrees, self.p.affine_degrees)
-        scale = rng.uniform(*self.p.affine_scale)
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-        matrix[:, 2] += rng.uniform(-self.p.affine_translate, self.p.affine_translate, 2) * (w, h)
-        out = cv2.warpAffine(image, matrix, (w, h), borderValue=MEAN_BGR)
-        if len(boxes):
-            corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
-            moved = (np.c_[corners, np.ones(len(corners))] @ matrix.T).reshape(-1, 4, 2)
-            boxes = np.concatenate([moved.min(1), moved.max(1)], axis=1).astype(np.float32)
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)  # parts moved off the picture are gone
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        return out, boxes
+        matrix = np.eye(3)
+        matrix[:2] = cv2.getRotationMatrix2D((cw / 2, ch / 2), angle, rng.uniform(*self.p.affine_scale))
+        matrix[:2, 2] += rng.uniform(-self.p.affine_translate, self.p.affine_translate, 2) * (cw, ch)
+        return matrix
+
+
+def _translation(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0, dx], [0, 1, dy], [0, 0, 1]])
+
+
+def _pixel_centres(matrix: np.ndarray) -> np.ndarray:
+    """A map of continuous coordinates (pixel i spans [i, i+1]) as OpenCV wants it (pixel i at i)."""
+    return _translation(-0.5, -0.5) @ matrix @ _translation(0.5, 0.5)
+
+
+def _transform_boxes(boxes: np.ndarray, matrix: np.ndarray, cw: float, ch: float) -> np.ndarray:
+    """Boxes through a 3×3 affine map: the hull of the four moved corners, clipped to the canvas."""
+    if not len(boxes):
+        return boxes
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+    moved = (np.c_[corners, np.ones(len(corners))] @ matrix[:2].T).reshape(-1, 4, 2)
+    out = np.concatenate([moved.min(1), moved.max(1)], axis=1).astype(np.float32)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, cw)  # parts moved off the picture are gone
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, ch)
+    return out
 
 
 class EvalTransform:
