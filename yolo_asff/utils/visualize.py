@@ -1,0 +1,52 @@
+"""Drawing boxes and labels on images (dataset browser, demo, TensorBoard)."""
+from __future__ import annotations
+
+import colorsys
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["class_colour", "draw_boxes", "image_grid"]
+
+
+def class_colour(index: int) -> Tuple[int, int, int]:
+    """A distinct, stable BGR colour per class index (golden-ratio hue steps)."""
+    r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def draw_boxes(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    scores: Optional[np.ndarray] = None,
+    thickness: int = 2,
+) -> np.ndarray:
+    """A copy of the BGR ``image`` with ``(N, 4)`` xyxy boxes, class names and optional scores drawn."""
+    out = np.ascontiguousarray(image).copy()
+    for i, (box, label) in enumerate(zip(boxes, labels)):
+        colour = class_colour(int(label))
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        name = class_names[int(label)] if int(label) < len(class_names) else str(int(label))
+        text = f"{name} {float(scores[i]):.2f}" if scores is not None else name
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        ty = max(y1, th + base)
+        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), colour, -1)
+        cv2.putText(out, text, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def image_grid(images: List[np.ndarray], columns: int = 4, cell: Tuple[int, int] = (320, 320)) -> np.ndarray:
+    """Tile BGR images (each letterboxed into ``cell`` = (h, w)) into one grid image."""
+    h, w = cell
+    rows = -(-len(images) // columns)
+    grid = np.full((rows * h, columns * w, 3), 255, np.uint8)
+    for k, img in enumerate(images):
+        scale = min(h / img.shape[0], w / img.shape[1])
+        small = cv2.resize(img, (max(1, int(img.shape[1] * scale)), max(1, int(img.shape[0] * scale))))
+        r, c = divmod(k, columns)
+        grid[r * h:r * h + small.shape[0], c * w:c * w + small.shape[1]] = small
+    return grid
