@@ -20,6 +20,7 @@ setup(
         "pyyaml>=5.4",
         "opencv-python-headless>=4.5",
         "tqdm>=4.60",
+        "albumentations>=2.0",
     ],
     extras_require={
         # OpenCV 5 drops cv2.dnn.readNetFromDarknet, which the Darknet round-trip test uses.
