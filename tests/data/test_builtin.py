@@ -59,3 +59,13 @@ def test_video_is_readable(tmp_path):
         frames += 1
         assert frame.shape == (360, 480, 3)
     assert frames >= 30 and cap.get(cv2.CAP_PROP_FPS) == 15
+
+
+def test_ensure_builtin_generates_once(tmp_path):
+    from yolo_asff.data.builtin import ensure_builtin
+
+    root = ensure_builtin(tmp_path / "auto", train=3, val=2, seed=0)
+    stamp = (root / "annotations/train.json").stat().st_mtime_ns
+    assert (root / "READY").is_file()
+    ensure_builtin(root, train=3, val=2, seed=0)
+    assert (root / "annotations/train.json").stat().st_mtime_ns == stamp  # not regenerated

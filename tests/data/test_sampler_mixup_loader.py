@@ -110,3 +110,22 @@ def test_corrupt_image_is_skipped_counted_and_reported_once(builtin_root, tmp_pa
 def test_class_count_mismatch_is_explained(builtin_root):
     with pytest.raises(ValueError, match="set model.num_classes=6"):
         build_dataset(builtin_cfg(builtin_root, "model.num_classes=80"), "train")
+
+
+def _sizes_in_process(rank, queue):
+    ds = DistributedSampler(range(100), num_replicas=2, rank=rank, shuffle=True, seed=1)
+    batches = make_sampler(ds)
+    batches.set_epoch(2)
+    queue.put((rank, [b[0].size for b in batches]))
+
+
+def test_two_real_processes_draw_the_same_sizes():
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_sizes_in_process, args=(rank, queue)) for rank in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results[0] == results[1] and len(set(results[0])) > 1

@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..config import Config
-from .builtin import ensure_builtin
 from .coco import load_coco
 from .dataset import DetectionDataset, collate, worker_init
 from .sampler import MultiScaleBatchSampler
@@ -32,6 +31,9 @@ def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
     d = cfg.data
     root = Path(d.root)
     if d.builtin:
+        # Imported here so that `python -m yolo_asff.data.builtin` does not import itself twice.
+        from .builtin import ensure_builtin
+
         ensure_builtin(root)
     part = d.train if split == "train" else d.val
     if d.format == "coco":
