@@ -28,6 +28,8 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
+from .transforms import box_iou_np
+
 __all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
 
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
@@ -125,16 +127,6 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0)
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
-
-
 def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), size: Optional[Tuple[int, int]] = None):
     """One image with its objects: ``(image BGR uint8, boxes (N, 4) xyxy float32, labels (N,) int64)``."""
     h, w = size if size is not None else (int(rng.integers(256, 385)), int(rng.integers(288, 449)))
@@ -149,7 +141,7 @@ def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), si
             bw, bh = min(bw, w), min(bh, h)
             x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
             box = np.array([x, y, x + bw, y + bh], np.float32)
-            if (_iou(box, np.array(boxes).reshape(-1, 4)) < 0.3).all():
+            if not boxes or (box_iou_np(box[None], np.array(boxes)) < 0.3).all():
                 break
         else:
             continue

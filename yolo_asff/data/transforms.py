@@ -19,7 +19,7 @@ import albumentations as A  # noqa: E402
 
 from ..config import AugConfig  # noqa: E402
 
-__all__ = ["LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
+__all__ = ["fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
 
 # ImageNet mean in BGR pixels: padding with it becomes 0 after normalisation.
 MEAN_BGR = (104, 116, 124)
@@ -47,6 +47,20 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
+def fit_into(src_w: float, src_h: float, size: Tuple[int, int], keep_ratio: bool = True):
+    """How a ``src_w``×``src_h`` picture goes into ``size = (h, w)``: ``(sx, sy, pad_x, pad_y, new_w, new_h)``.
+
+    Letterbox (``keep_ratio``): one scale, the picture centred with integer padding; else a stretch.
+    """
+    h, w = size
+    if keep_ratio:
+        sx = sy = min(h / src_h, w / src_w)
+        nw, nh = max(1, round(src_w * sx)), max(1, round(src_h * sy))
+    else:
+        sx, sy, nw, nh = w / src_w, h / src_h, w, h
+    return sx, sy, (w - nw) // 2, (h - nh) // 2, nw, nh
+
+
 def letterbox(
     image: np.ndarray, size: Tuple[int, int], keep_ratio: bool = True, boxes: Optional[np.ndarray] = None,
     interpolation: int = cv2.INTER_LINEAR,
@@ -55,14 +69,8 @@ def letterbox(
     or stretch. Returns the new image, the boxes mapped into it, and the mapping."""
     h0, w0 = image.shape[:2]
     h, w = size
-    if keep_ratio:
-        scale = min(h / h0, w / w0)
-        sx = sy = scale
-        nw, nh = max(1, round(w0 * scale)), max(1, round(h0 * scale))
-    else:
-        sx, sy, nw, nh = w / w0, h / h0, w, h
+    sx, sy, px, py, nw, nh = fit_into(w0, h0, size, keep_ratio)
     resized = cv2.resize(image, (nw, nh), interpolation=interpolation) if (nw, nh) != (w0, h0) else image
-    px, py = (w - nw) // 2, (h - nh) // 2
     if (nw, nh) != (w, h):
         out = np.empty((h, w, 3), np.uint8)
         out[:] = MEAN_BGR
@@ -154,23 +162,17 @@ class TrainTransform:
             matrix = affine @ matrix
             boxes = _transform_boxes(boxes, affine, cw, ch)
         h, w = size
-        if self.keep_ratio:
-            sx = sy = min(h / ch, w / cw)
-            px, py = (w - cw * sx) / 2, (h - ch * sy) / 2
-        else:
-            sx, sy, px, py = w / cw, h / ch, 0.0, 0.0
+        sx, sy, px, py, nw, nh = fit_into(cw, ch, size, self.keep_ratio)
         matrix = np.array([[sx, 0, px], [0, sy, py], [0, 0, 1]]) @ matrix
         boxes = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([px, py, px, py], np.float32)
         image = cv2.warpAffine(image, _pixel_centres(matrix)[:2], (w, h), flags=cv2.INTER_LINEAR,
                                borderValue=MEAN_BGR)
         # Outside the canvas (the letterbox padding) the warp would still show pixels that a crop or
         # shift put off the canvas: paint it as padding.
-        x1, y1 = int(round(px)), int(round(py))
-        x2, y2 = int(round(px + cw * sx)), int(round(py + ch * sy))
-        image[:y1] = MEAN_BGR
-        image[y2:] = MEAN_BGR
-        image[:, :x1] = MEAN_BGR
-        image[:, x2:] = MEAN_BGR
+        image[:py] = MEAN_BGR
+        image[py + nh:] = MEAN_BGR
+        image[:, :px] = MEAN_BGR
+        image[:, px + nw:] = MEAN_BGR
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         big = ((boxes[:, 2] - boxes[:, 0]) > self.p.min_box_size) & ((boxes[:, 3] - boxes[:, 1]) > self.p.min_box_size)

@@ -12,7 +12,6 @@ Only tensors, containers and plain Python values go in, so every file loads with
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -20,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 
 __all__ = [
@@ -74,23 +74,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
-
-    A run killed at any moment leaves either the old file or the new one, never half a file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`~yolo_asff.utils.files.atomic_write`: never half a file."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _state(obj: Any) -> Optional[Dict[str, Any]]:

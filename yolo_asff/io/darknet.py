@@ -8,7 +8,6 @@ Darknet stores convolutional layers one after another in file order, each as
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -20,6 +19,7 @@ from ..models.blocks import ConvBNAct, DropBlock2d
 from ..models.darknet import Darknet53, TinyDarknet
 from ..models.detector import YoloDetector
 from ..models.pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
+from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 
 __all__ = ["darknet_layers", "load_darknet_weights", "save_darknet_weights", "write_darknet_cfg"]
@@ -127,21 +127,15 @@ def save_darknet_weights(model: YoloDetector, path: PathLike, cutoff: Optional[i
     Returns the number of layers written.
     """
     layers = darknet_layers(model)[:cutoff]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.array([0, 2, 0], dtype="<i4").tofile(f)
-            np.array([0], dtype="<u8").tofile(f)
-            for layer in layers:
-                for tensor in _layer_tensors(*layer):
-                    tensor.detach().float().cpu().numpy().astype("<f4").tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f) -> None:
+        np.array([0, 2, 0], dtype="<i4").tofile(f)
+        np.array([0], dtype="<u8").tofile(f)
+        for layer in layers:
+            for tensor in _layer_tensors(*layer):
+                f.write(tensor.detach().float().cpu().numpy().astype("<f4").tobytes())
+
+    atomic_write(path, write)
     return len(layers)
 
 
