@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_asff.config import Config, ConfigError, dump_config, iter_config_fields, load_config
+from yolo_asff.config import Config, ConfigError, config_to_yaml, dump_config, iter_config_fields, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,16 @@ def test_bases_merge_in_order_and_child_wins(tmp_path):
     assert cfg.model.num_classes == 30  # b after a
     assert cfg.model.width == 0.5  # nested dicts merge: a's other keys survive
     assert cfg.train.lr == 0.01 and cfg.train.epochs == 7  # child wins
-    assert cfg.train.loss_weights == {"obj": 2.0}  # a dict *value* replaces the default as a whole
+    # mappings merge over the defaults too: the other loss terms keep their weight
+    assert cfg.train.loss_weights == {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 2.0, "cls": 1.0}
+
+
+def test_type_error_names_the_file_that_set_the_key(tmp_path):
+    write(tmp_path / "base.yaml", "train: {lr: fast}\n")
+    child = write(tmp_path / "child.yaml", "_base_: base.yaml\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml: 'train\.lr' must be a float, got str 'fast'"):
+        load_config(child)
+    assert load_config(child, ["train.lr=0.5"]).train.lr == 0.5  # an override replaces the bad value
 
 
 def test_single_base_string_and_nested_relative_paths(tmp_path):
@@ -92,13 +101,15 @@ def test_bad_opts_name_opts(tmp_path):
         load_config(path, ["train.lr"])
     with pytest.raises(ConfigError, match="--opts: 'train.lr' must be a float"):
         load_config(path, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match="--opts: unknown key 'trian'; did you mean 'train'"):
+        load_config(path, ["trian.lr=0.1"])
 
 
 @pytest.mark.parametrize(
     "text, key, fragment",
     [
         ("train: {lr: abc}", "train.lr", "must be a float, got str 'abc'"),
-        ("train: {epochs: true}", "train.epochs", "must be a int, got bool"),
+        ("train: {epochs: true}", "train.epochs", "must be an int, got bool True"),
         ("model: {fusion: 1}", "model.fusion", "must be a bool"),
         ("model: {anchors: [[1, 2], x]}", "model.anchors", "must be a list of list of float or null"),
         ("model: 5", "model", "must be a mapping"),
@@ -121,6 +132,11 @@ def test_int_is_accepted_for_float(tmp_path):
     [
         ("data: {img_size: 600}", "data.img_size"),
         ("test: {img_size: [320, 100]}", "test.img_size"),
+        ("data: {img_size: [608]}", "data.img_size"),
+        ("data: {mean: [0.5, 0.5]}", "data.mean"),
+        ("model: {prior_prob: 1.0}", "model.prior_prob"),
+        ("runtime: {device: gpu}", "runtime.device"),
+        ("runtime: {device: 'cuda:x'}", "runtime.device"),
         ("data: {multiscale_range: [608, 320]}", "data.multiscale_range"),
         ("train: {lr: -0.1}", "train.lr"),
         ("model: {dropblock_keep: 0}", "model.dropblock_keep"),
@@ -135,6 +151,18 @@ def test_impossible_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=f"'{key}'") as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+def test_non_square_sizes_and_cuda_index_accepted(tmp_path):
+    text = "data: {img_size: [320, 608]}\ntest: {img_size: [384, 640]}\nruntime: {device: 'cuda:1'}\n"
+    cfg = load_config(write(tmp_path / "a.yaml", text))
+    assert cfg.data.img_size == [320, 608] and cfg.test.img_size == [384, 640] and cfg.runtime.device == "cuda:1"
+
+
+def test_empty_section_means_defaults(tmp_path):
+    path = write(tmp_path / "a.yaml", "model:\n  # num_classes: 3\ntrain:\n")
+    assert load_config(path) == Config()
+    assert load_config(path, ["model.num_classes=3"]).model.num_classes == 3
 
 
 def test_choice_typo_suggests(tmp_path):
@@ -160,8 +188,17 @@ def test_dump_round_trip_for_every_shipped_config(tmp_path):
         assert load_config(out) == cfg, path.name
 
 
+def test_source_is_recorded_but_not_dumped(tmp_path):
+    path = write(tmp_path / "exp.yaml", "model: {num_classes: 5}\n")
+    cfg = load_config(path)
+    assert cfg.source == str(path)
+    assert "source" not in config_to_yaml(cfg) and set(cfg.to_dict()) == {"model", "data", "train", "test", "runtime"}
+
+
 def test_every_field_is_documented():
     fields = list(iter_config_fields())
     keys = [k for k, *_ in fields]
     assert "model.num_classes" in keys and "data.train.ann_file" in keys
     assert all(help_text for *_, help_text in fields)
+    assert "source" not in keys
+    assert ("train.lr", "float", 0.001) == tuple(next(f for f in fields if f[0] == "train.lr")[:3])

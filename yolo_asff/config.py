@@ -12,10 +12,11 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -47,9 +48,13 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelConfig:
+    """The detector: architecture, classes, anchors and the ASFF/ASFF* options."""
+
     arch: str = _f("yolov3_asff", "yolov3 (Darknet's neck), yolov3_asff (the ASFF paper's SPP pyramid) or yolov3_tiny")
     num_classes: int = _f(80, "number of object classes")
-    anchors: Optional[List[List[float]]] = _f(None, "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the architecture's default")
+    anchors: Optional[List[List[float]]] = _f(
+        None, "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the arch's default"
+    )
     fusion: bool = _f(True, "ASFF fusion on (off = the paper's baseline); yolov3_asff only")
     fusion_channels: int = _f(16, "width of the 1x1 convs that compute the fusion weights (8 with RFB in the paper)")
     spp: bool = _f(True, "SPP block in the ASFF pyramid")
@@ -67,13 +72,17 @@ class ModelConfig:
 
 @dataclass
 class SplitConfig:
+    """One dataset split: a COCO annotation file and image folder, or VOC (year, image-set) pairs."""
+
     ann_file: str = _f("", "COCO: annotation JSON (relative paths are under data.root)")
     img_dir: str = _f("", "COCO: image folder (relative paths are under data.root)")
-    splits: List[List[Union[int, str]]] = _f([], "VOC: [year, image-set] pairs, e.g. [[2007, trainval], [2012, trainval]]")
+    splits: List[List[Union[int, str]]] = _f([], "VOC: [year, image-set] pairs, e.g. [[2007, trainval], [2012, test]]")
 
 
 @dataclass
 class AugConfig:
+    """Training augmentation parameters (``data.aug``)."""
+
     photometric_prob: float = _f(0.5, "probability of each photometric jitter (brightness, contrast, saturation, hue)")
     brightness: float = _f(32.0, "brightness shift, +- pixel values")
     contrast: List[float] = _f([0.5, 1.5], "contrast factor range")
@@ -93,6 +102,8 @@ class AugConfig:
 
 @dataclass
 class DataConfig:
+    """Dataset location and format, input sizes, loading and normalisation."""
+
     format: str = _f("coco", "dataset format: coco or voc")
     builtin: bool = _f(False, "data.root holds the built-in dataset: generate it there on first use")
     root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
@@ -119,6 +130,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """Optimiser, schedule, training tricks and loss settings."""
+
     epochs: int = _f(300, "training epochs")
     batch_size: int = _f(16, "images per process and step")
     nominal_batch_size: int = _f(64, "gradients are accumulated up to this many images per optimizer step")
@@ -151,13 +164,15 @@ class TrainConfig:
     loss_weights: Dict[str, float] = _f(
         {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 1.0, "cls": 1.0}, "weight of each loss term"
     )
-    ignore_thresh: float = _f(0.7, "predictions with IoU above this with a ground-truth box get no negative objectness loss")
+    ignore_thresh: float = _f(0.7, "predictions with IoU above this with a ground-truth box get no objectness loss")
     eval_interval: int = _f(10, "evaluate every N epochs")
     save_interval: int = _f(1, "save the last checkpoint every N epochs")
 
 
 @dataclass
 class TestConfig:
+    """Evaluation and inference: input size, thresholds, batch size."""
+
     img_size: Size = _f(608, "test input size, an int or [h, w], multiple of 32")
     conf_thresh: float = _f(0.001, "score threshold (0.001 for mAP, ~0.3 for a demo)")
     nms_thresh: float = _f(0.65, "class-aware NMS IoU threshold")
@@ -167,6 +182,8 @@ class TestConfig:
 
 @dataclass
 class RuntimeConfig:
+    """Where runs are written, seeding, device and logging."""
+
     output_dir: str = _f("runs", "where runs/<name>/ is written")
     name: str = _f("", "run name; empty = the config file's name")
     seed: int = _f(0, "random seed")
@@ -177,14 +194,22 @@ class RuntimeConfig:
 
 @dataclass
 class Config:
+    """The whole resolved config: five sections, and the file it was loaded from."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # Set by load_config (runs are named after it); not a YAML key, so it is neither dumped nor compared.
+    source: str = field(default="", init=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The five sections as plain dicts and lists (what :func:`config_to_yaml` writes)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+
+SECTIONS = ("model", "data", "train", "test", "runtime")
 
 
 class ConfigError(ValueError):
@@ -207,6 +232,7 @@ OPTS = "--opts"
 
 
 def _read_yaml(path: Path, referrer: Optional[str]) -> Dict[str, Any]:
+    """The mapping in ``path`` ({} if empty); ``referrer`` is the file whose ``_base_`` named it."""
     if not path.is_file():
         where = f" (named in _base_ of {referrer})" if referrer else ""
         raise ConfigError(f"config file not found: {path}{where}")
@@ -224,6 +250,7 @@ def _read_yaml(path: Path, referrer: Optional[str]) -> Dict[str, Any]:
 
 
 def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted keys of the non-mapping values in ``tree``."""
     for key, value in tree.items():
         if isinstance(value, dict) and value:
             yield from _leaf_keys(value, f"{prefix}{key}.")
@@ -232,6 +259,7 @@ def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 def _under(key: str, dotted: str) -> bool:
+    """Whether dotted ``key`` is ``dotted`` itself or lies below it."""
     return key == dotted or key.startswith(dotted + ".")
 
 
@@ -274,6 +302,7 @@ def _load_tree(path: Path, stack: Tuple[Path, ...] = ()) -> Tuple[Dict[str, Any]
 
 
 def _type_name(tp: Any) -> str:
+    """A type annotation in words, for error messages and docs ("list of int or null")."""
     origin = typing.get_origin(tp)
     if origin is Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -343,7 +372,13 @@ def _source(prov: Mapping[str, str], key: str) -> str:
     return "<defaults>"
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article ("a float", "an int")."""
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _unknown_key(key: str, valid: Sequence[str], prefix: str, prov: Mapping[str, str]) -> ConfigError:
+    """The error for ``prefix + key`` not being one of ``valid``, with the closest valid key."""
     dotted = f"{prefix}{key}"
     close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.6)
     hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(valid)}"
@@ -352,9 +387,11 @@ def _unknown_key(key: str, valid: Sequence[str], prefix: str, prov: Mapping[str,
 
 def _build(cls: Any, data: Mapping[str, Any], prov: Mapping[str, str], prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``data``, checking keys and types."""
+    if data is None:  # a section whose keys are all commented out reads as null
+        data = {}
     if not isinstance(data, dict):
-        name = prefix.rstrip(".") or "the top level"
-        raise ConfigError(f"{_source(prov, prefix.rstrip('.'))}: '{name}' must be a mapping, got {data!r}")
+        name = prefix.rstrip(".")
+        raise ConfigError(f"{_source(prov, name)}: '{name}' must be a mapping of keys (indented under it), got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -369,9 +406,8 @@ def _build(cls: Any, data: Mapping[str, Any], prov: Mapping[str, str], prefix: s
         try:
             kwargs[key] = _coerce(value, tp)
         except TypeError:
-            raise ConfigError(
-                f"{_source(prov, dotted)}: '{dotted}' must be a {_type_name(tp)}, got {type(value).__name__} {value!r}"
-            ) from None
+            got = f"{type(value).__name__} {value!r}"
+            raise ConfigError(f"{_source(prov, dotted)}: '{dotted}' must be {_a(_type_name(tp))}, got {got}") from None
     return cls(**kwargs)
 
 
@@ -379,14 +415,12 @@ def _build(cls: Any, data: Mapping[str, Any], prov: Mapping[str, str], prefix: s
 
 
 def _size_ok(value: Any) -> bool:
+    """An input size: a positive multiple of 32 (the largest stride), as an int or an [h, w] pair."""
     sizes = [value] if isinstance(value, int) else list(value)
-    return len(sizes) in (1, 2) and all(s > 0 and s % 32 == 0 for s in sizes)
+    return len(sizes) == (1 if isinstance(value, int) else 2) and all(s > 0 and s % 32 == 0 for s in sizes)
 
 
-def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
-    def fail(key: str, message: str) -> None:
-        raise ConfigError(f"{_source(prov, key)}: '{key}' {message}")
-
+def _check_choices(cfg: Config, fail: Callable[[str, str], None]) -> None:
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -394,67 +428,92 @@ def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
             close = difflib.get_close_matches(value, choices, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             fail(key, f"must be one of {', '.join(choices)}, got '{value}'{hint}")
-    if not cfg.runtime.device.startswith(("auto", "cpu", "cuda")):
-        fail("runtime.device", f"must be auto, cpu, cuda or cuda:N, got '{cfg.runtime.device}'")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):
+        fail("runtime.device", f"must be auto, cpu, cuda or cuda:N (e.g. cuda:0), got '{cfg.runtime.device}'")
 
-    for key, value in (("data.img_size", cfg.data.img_size), ("test.img_size", cfg.test.img_size)):
-        if not _size_ok(value):
-            fail(key, f"must be a positive multiple of 32 (or [h, w] of them), got {value}")
-    if cfg.data.multiscale_range is not None:
-        lo_hi = cfg.data.multiscale_range
-        if len(lo_hi) != 2 or not all(_size_ok(s) for s in lo_hi) or lo_hi[0] > lo_hi[1]:
-            fail("data.multiscale_range", f"must be [min, max], multiples of 32 with min <= max, got {lo_hi}")
-    if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3 or min(cfg.data.std) <= 0:
-        fail("data.std", "data.mean and data.std need three values each, std > 0")
 
-    m = cfg.model
+def _check_inputs(cfg: Config, fail: Callable[[str, str], None]) -> None:
+    d = cfg.data
+    for key, size in (("data.img_size", d.img_size), ("test.img_size", cfg.test.img_size)):
+        if not _size_ok(size):
+            fail(key, f"must be a positive multiple of 32 or [h, w] of them, e.g. 608 or [384, 640]; got {size}")
+    lo_hi = d.multiscale_range
+    if lo_hi is not None and (len(lo_hi) != 2 or not all(_size_ok(s) for s in lo_hi) or lo_hi[0] > lo_hi[1]):
+        fail("data.multiscale_range", f"must be [min, max], multiples of 32 with min <= max (or null); got {lo_hi}")
+    for key, values in (("data.mean", d.mean), ("data.std", d.std)):
+        if len(values) != 3:
+            fail(key, f"needs one value per RGB channel (three), got {values}")
+    if min(d.std) <= 0:
+        fail("data.std", f"values must be > 0 (they divide the image), got {d.std}")
+
+
+def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
+    m, t = cfg.model, cfg.train
     positive = {
         "model.num_classes": m.num_classes, "model.width": m.width, "model.fusion_channels": m.fusion_channels,
         "model.dropblock_size": m.dropblock_size, "model.bn_eps": m.bn_eps,
-        "train.lr": cfg.train.lr, "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
-        "train.nominal_batch_size": cfg.train.nominal_batch_size, "train.ref_batch_size": cfg.train.ref_batch_size,
+        "train.lr": t.lr, "train.epochs": t.epochs, "train.batch_size": t.batch_size,
+        "train.nominal_batch_size": t.nominal_batch_size, "train.ref_batch_size": t.ref_batch_size,
+        "train.eval_interval": t.eval_interval, "train.save_interval": t.save_interval,
         "data.multiscale_interval": cfg.data.multiscale_interval, "test.max_det": cfg.test.max_det,
-        "test.batch_size": cfg.test.batch_size, "train.eval_interval": cfg.train.eval_interval,
-        "train.save_interval": cfg.train.save_interval, "runtime.log_interval": cfg.runtime.log_interval,
+        "test.batch_size": cfg.test.batch_size, "runtime.log_interval": cfg.runtime.log_interval,
     }
     for key, value in positive.items():
         if value <= 0:
             fail(key, f"must be > 0, got {value}")
     non_negative = {
-        "train.weight_decay": cfg.train.weight_decay, "train.warmup_epochs": cfg.train.warmup_epochs,
-        "train.min_lr": cfg.train.min_lr, "data.num_workers": cfg.data.num_workers,
-        "train.no_mixup_epochs": cfg.train.no_mixup_epochs, "train.fixed_size_epochs": cfg.train.fixed_size_epochs,
+        "train.weight_decay": t.weight_decay, "train.warmup_epochs": t.warmup_epochs, "train.min_lr": t.min_lr,
+        "train.no_mixup_epochs": t.no_mixup_epochs, "train.fixed_size_epochs": t.fixed_size_epochs,
+        "data.num_workers": cfg.data.num_workers,
     }
     for key, value in non_negative.items():
         if value < 0:
             fail(key, f"must be >= 0, got {value}")
-    unit = {
-        "model.dropblock_keep": (m.dropblock_keep, False), "model.prior_prob": (m.prior_prob, False),
-        "model.bn_momentum": (m.bn_momentum, False), "test.conf_thresh": (cfg.test.conf_thresh, True),
-        "test.nms_thresh": (cfg.test.nms_thresh, True), "train.ignore_thresh": (cfg.train.ignore_thresh, True),
-        "train.momentum": (cfg.train.momentum, True), "train.mixup_prob": (cfg.train.mixup_prob, True), "train.ema_decay": (cfg.train.ema_decay, True),
+    # (low, high, low included, high included). prior_prob sets a bias of logit(p): 0 and 1 are infinite.
+    intervals = {
+        "model.dropblock_keep": (m.dropblock_keep, False, True), "model.prior_prob": (m.prior_prob, False, False),
+        "model.bn_momentum": (m.bn_momentum, False, False), "test.conf_thresh": (cfg.test.conf_thresh, True, True),
+        "test.nms_thresh": (cfg.test.nms_thresh, True, True), "train.ignore_thresh": (t.ignore_thresh, True, True),
+        "train.momentum": (t.momentum, True, True), "train.mixup_prob": (t.mixup_prob, True, True),
+        "train.ema_decay": (t.ema_decay, True, True),
     }
-    for key, (value, closed) in unit.items():
-        if not (0 <= value <= 1 if closed else 0 < value <= 1):
-            fail(key, f"must be in {'[0, 1]' if closed else '(0, 1]'}, got {value}")
+    for key, (value, low_in, high_in) in intervals.items():
+        if not ((0 <= value if low_in else 0 < value) and (value <= 1 if high_in else value < 1)):
+            fail(key, f"must be in {'[' if low_in else '('}0, 1{']' if high_in else ')'}, got {value}")
 
+
+def _check_lists(cfg: Config, fail: Callable[[str, str], None]) -> None:
+    m = cfg.model
     levels = 2 if m.arch == "yolov3_tiny" else 3
     if m.anchors is not None:
         if not m.anchors or any(len(a) != 2 or min(a) <= 0 for a in m.anchors) or len(m.anchors) % levels:
             fail("model.anchors", f"must be [w, h] pairs of positive numbers, a multiple of {levels} of them "
-                 f"for {m.arch} ({levels} output levels); got {m.anchors}")
+                 f"for {m.arch} ({levels} output levels), or null for the default; got {m.anchors}")
     unknown_terms = sorted(set(cfg.train.loss_weights) - set(LOSS_TERMS))
     if unknown_terms:
         fail("train.loss_weights", f"has unknown terms {unknown_terms}; valid: {', '.join(LOSS_TERMS)}")
     for row in cfg.train.dropblock_schedule:
-        if len(row) != 4 or min(row) < 0:
-            fail("train.dropblock_schedule", f"rows must be [from_epoch, size32, size16, size8], got {row}")
+        if len(row) != 4 or row[0] < 0 or min(row[1:]) < 1:
+            fail("train.dropblock_schedule", f"rows must be [from_epoch, size32, size16, size8], sizes >= 1; got {row}")
+
+
+def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
+    """Check values that are well typed but impossible; raise ConfigError naming the key and its file."""
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"{_source(prov, key)}: '{key}' {message}")
+
+    _check_choices(cfg, fail)
+    _check_inputs(cfg, fail)
+    _check_ranges(cfg, fail)
+    _check_lists(cfg, fail)
 
 
 # ----------------------------------------------------------------------------- public API
 
 
 def _apply_opts(tree: Dict[str, Any], opts: Sequence[str], prov: Dict[str, str]) -> None:
+    """Set each ``key=value`` of ``opts`` in ``tree`` (values parsed as YAML), recording ``--opts`` as the source."""
     for opt in opts:
         key, sep, text = opt.partition("=")
         key = key.strip()
@@ -467,7 +526,9 @@ def _apply_opts(tree: Dict[str, Any], opts: Sequence[str], prov: Dict[str, str])
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or a section left empty in the file
+                node[part] = {}
+            child = node[part]
             if not isinstance(child, dict):
                 raise ConfigError(f"{OPTS}: '{key}': '{part}' is not a section")
             node = child
@@ -487,14 +548,18 @@ def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = ()) -> Conf
     Raises:
         ConfigError: naming the file or ``--opts``, the key and what is wrong.
     """
-    tree, prov = _load_tree(Path(path))
+    # The defaults are the lowest base, so a partial mapping such as train.loss_weights: {obj: 2.0}
+    # keeps the other terms instead of dropping them.
+    tree, prov = Config().to_dict(), {}
+    file_tree, file_prov = _load_tree(Path(path))
+    _merge(tree, file_tree, prov, file_prov)
     _apply_opts(tree, opts, prov)
-    sections = {f.name for f in dataclasses.fields(Config)}
     for key in tree:
-        if key not in sections:
-            raise _unknown_key(key, sorted(sections), "", prov)
+        if key not in SECTIONS:
+            raise _unknown_key(key, SECTIONS, "", prov)
     cfg = _build(Config, tree, prov)
     _validate(cfg, prov)
+    cfg.source = str(path)
     return cfg
 
 
@@ -520,6 +585,8 @@ def iter_config_fields(cls: Any = Config, prefix: str = "") -> Iterator[Tuple[st
     """Yield ``(dotted key, type, default, help)`` for every config field, for generated docs."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if not f.init:  # Config.source: set by load_config, not a YAML key
+            continue
         tp = hints[f.name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(tp):

@@ -3,19 +3,26 @@
 Darknet stores convolutional layers one after another in file order, each as
 (with batch norm) bias β, scale γ, running mean, running variance, kernel, or
 (without) bias, kernel, all little-endian float32, after a small header.
-:func:`darknet_layers` lists a model's convolutions in that order.
+:func:`darknet_layers` lists a model's convolutions in that order:
+
+- ``yolov3``: the 52 Darknet-53 convs, then per level (stride 32, 16, 8) its 1×1
+  lateral (levels 16 and 8), five CBLs, the 3×3 branch and the output conv: 75 layers;
+- ``yolov3_tiny``: 13 layers;
+- ASFF models: the 52 backbone convs only (Darknet has nothing for the rest), so an
+  ASFF model can start from Darknet's ImageNet backbone ``darknet53.conv.74``.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..models.blocks import ConvBNAct, DropBlock2d
+from ..models.asff import AsffFusion
+from ..models.blocks import SPP, ConvBNAct
 from ..models.darknet import Darknet53, TinyDarknet
 from ..models.detector import YoloDetector
 from ..models.pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
@@ -27,6 +34,10 @@ __all__ = ["darknet_layers", "load_darknet_weights", "save_darknet_weights", "wr
 PathLike = Union[str, os.PathLike]
 Layer = Tuple[nn.Conv2d, Optional[nn.BatchNorm2d]]
 
+_HINT = ("Check that the file matches the config's model.arch, model.num_classes, model.width and anchors "
+         "(Darknet's yolov3.weights and yolov3-tiny.weights are 80-class COCO models; an ASFF model can only "
+         "take the backbone, darknet53.conv.74).")
+
 
 def _cbls(modules: Sequence[nn.Module]) -> List[Layer]:
     """Every ConvBNAct inside ``modules`` (in module order) as (conv, bn)."""
@@ -34,13 +45,7 @@ def _cbls(modules: Sequence[nn.Module]) -> List[Layer]:
 
 
 def darknet_layers(model: YoloDetector) -> List[Layer]:
-    """The model's convolutions as (conv, bn or None), in Darknet file order.
-
-    ``yolov3``: the 52 backbone convs, then per level (stride 32, 16, 8) its lateral
-    conv (levels 16 and 8), five CBLs, the 3×3 branch and the output conv: 75 layers.
-    ``yolov3_tiny``: 13 layers. ASFF models: the Darknet-53 backbone's 52 only,
-    since Darknet has no layers for the rest.
-    """
+    """The model's convolutions as (conv, bn or None), in Darknet file order (see the module doc)."""
     backbone, pyramid, head = model.backbone, model.pyramid, model.head
     if isinstance(backbone, Darknet53):
         layers = _cbls([backbone])
@@ -52,10 +57,8 @@ def darknet_layers(model: YoloDetector) -> List[Layer]:
         return layers
     if isinstance(backbone, TinyDarknet) and isinstance(pyramid, TinyPyramid):
         p = pyramid
-        return (
-            _cbls([backbone, p.reduce32, p.branch32]) + [(head.convs[1], None)]
-            + _cbls([p.lateral16, p.branch16]) + [(head.convs[0], None)]
-        )
+        return (_cbls([backbone, p.reduce32, p.branch32]) + [(head.convs[1], None)]
+                + _cbls([p.lateral16, p.branch16]) + [(head.convs[0], None)])
     raise ValueError(f"no Darknet layout for a model with a {type(backbone).__name__} backbone")
 
 
@@ -70,20 +73,61 @@ def _layer_size(layer: Layer) -> int:
     return sum(t.numel() for t in _layer_tensors(*layer))
 
 
-def _read(path: PathLike) -> Tuple[Tuple[int, int, int], np.ndarray]:
+# ----------------------------------------------------------------------------- .weights
+
+
+def _read(path: PathLike) -> np.ndarray:
+    """The float32 values after the header of a ``.weights`` file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Darknet weights not found: {path}")
+        raise FileNotFoundError(f"Darknet weights file not found: {path}")
     with open(path, "rb") as f:
         header = np.fromfile(f, dtype="<i4", count=3)
         if header.size < 3:
             raise ValueError(f"{path}: too short to be a Darknet .weights file (no header)")
-        major, minor, revision = (int(v) for v in header)
-        seen_dtype = "<u8" if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else "<u4"
+        major, minor = int(header[0]), int(header[1])
+        seen_dtype = "<u8" if major * 10 + minor >= 2 else "<u4"
         if np.fromfile(f, dtype=seen_dtype, count=1).size != 1:
             raise ValueError(f"{path}: too short to be a Darknet .weights file (no header)")
-        values = np.fromfile(f, dtype="<f4")
-    return (major, minor, revision), values
+        start = f.tell()
+        rest = path.stat().st_size - start
+        if rest % 4:
+            raise ValueError(f"{path}: {rest} bytes after the {start}-byte header is not a whole number of "
+                             "float32 values; the file is damaged or not a Darknet .weights file")
+        return np.fromfile(f, dtype="<f4")
+
+
+def _matching_classes(model: YoloDetector, layers: List[Layer], size: int) -> Optional[int]:
+    """The class count for which a complete file of ``size`` values would fit this model, if any."""
+    heads = [conv for conv, bn in layers if bn is None]
+    if not heads:
+        return None
+    fixed = sum(_layer_size(layer) for layer in layers if layer[1] is not None)
+    per_output = model.head.num_anchors * sum(conv.in_channels + 1 for conv in heads)
+    outputs, rest = divmod(size - fixed, per_output)
+    classes = outputs - 5
+    return classes if rest == 0 and classes >= 1 and classes != model.head.num_classes else None
+
+
+def _count_layers(model: YoloDetector, layers: List[Layer], size: int, path: PathLike) -> int:
+    """How many whole layers ``size`` values make, or a ValueError saying why they do not fit."""
+    boundaries = np.cumsum([0] + [_layer_size(layer) for layer in layers])
+    if size > 0 and size in boundaries:
+        return int(np.searchsorted(boundaries, size))
+    total = int(boundaries[-1])
+    if size == 0:
+        where = "it holds no layers at all"
+    elif size > total:
+        where = f"{size - total:,} values more than the model has layers for"
+    else:
+        k = int(np.searchsorted(boundaries, size))  # the file stops inside layer k (1-based)
+        where = f"it stops in the middle of layer {k} of {len(layers)}, {int(boundaries[k]) - size:,} values short"
+    fits = _matching_classes(model, layers, size)
+    guess = f" The file's size fits this model with num_classes={fits}." if fits is not None else ""
+    raise ValueError(
+        f"{path}: the model needs {total:,} values for its {len(layers)} Darknet layers (or a prefix of whole "
+        f"layers, e.g. a backbone-only file); the file holds {size:,} after the header: {where}.{guess} {_HINT}"
+    )
 
 
 def load_darknet_weights(model: YoloDetector, path: PathLike) -> int:
@@ -91,31 +135,23 @@ def load_darknet_weights(model: YoloDetector, path: PathLike) -> int:
 
     A file that holds the model's first k layers exactly (e.g. ``darknet53.conv.74``,
     the ImageNet backbone) loads those k and logs it. Any other size is refused
-    before anything is changed, with a message saying what the model needs.
+    before anything is changed, with a message saying what the model needs. The
+    model's tensors keep their dtype and device.
     """
     layers = darknet_layers(model)
-    _, values = _read(path)
-    boundaries = np.cumsum([0] + [_layer_size(layer) for layer in layers])
-    matches = np.nonzero(boundaries == values.size)[0]
-    if matches.size == 0 or values.size == 0:
-        backbone = sum(_layer_size(layer) for layer in _cbls([model.backbone]))
-        raise ValueError(
-            f"{path}: holds {values.size:,} weights after the header, which is not the first k layers of this "
-            f"model: all {len(layers)} layers need {int(boundaries[-1]):,} and the backbone alone {backbone:,}. "
-            f"Check that the file matches the config's model.arch, model.num_classes, model.width and anchors "
-            f"(Darknet's yolov3.weights is 80 classes)."
-        )
-    count = int(matches[0])
+    values = torch.from_numpy(_read(path))
+    count = _count_layers(model, layers, values.numel(), path)
     offset = 0
     with torch.no_grad():
-        for conv, bn in layers[:count]:
-            for tensor in _layer_tensors(conv, bn):
+        for layer in layers[:count]:
+            for tensor in _layer_tensors(*layer):
                 n = tensor.numel()
-                tensor.copy_(torch.from_numpy(values[offset:offset + n].copy()).view_as(tensor))
+                tensor.copy_(values[offset:offset + n].view_as(tensor))
                 offset += n
     log = get_logger("darknet")
     if count < len(layers):
-        log.info("%s: loaded %d of %d Darknet layers (a partial file, e.g. backbone only)", path, count, len(layers))
+        log.info("%s: loaded %d of %d Darknet layers (a partial file, e.g. backbone only); the rest keep "
+                 "their initialisation", path, count, len(layers))
     else:
         log.info("%s: loaded all %d Darknet layers", path, count)
     return count
@@ -124,16 +160,20 @@ def load_darknet_weights(model: YoloDetector, path: PathLike) -> int:
 def save_darknet_weights(model: YoloDetector, path: PathLike, cutoff: Optional[int] = None) -> int:
     """Write ``model`` (or its first ``cutoff`` layers) as a Darknet ``.weights`` file, atomically.
 
+    Header: major 0, minor 2, revision 0, a 64-bit images-seen counter of 0.
     Returns the number of layers written.
     """
-    layers = darknet_layers(model)[:cutoff]
+    layers = darknet_layers(model)
+    if cutoff is not None:
+        if not 0 <= cutoff <= len(layers):
+            raise ValueError(f"cutoff={cutoff}: this model has {len(layers)} Darknet layers")
+        layers = layers[:cutoff]
 
-    def write(f) -> None:
-        np.array([0, 2, 0], dtype="<i4").tofile(f)
-        np.array([0], dtype="<u8").tofile(f)
+    def write(f: BinaryIO) -> None:
+        f.write(np.array([0, 2, 0], dtype="<i4").tobytes() + np.array([0], dtype="<u8").tobytes())
         for layer in layers:
             for tensor in _layer_tensors(*layer):
-                f.write(tensor.detach().float().cpu().numpy().astype("<f4").tobytes())
+                f.write(tensor.detach().cpu().numpy().astype("<f4").tobytes())
 
     atomic_write(path, write)
     return len(layers)
@@ -143,13 +183,14 @@ def save_darknet_weights(model: YoloDetector, path: PathLike, cutoff: Optional[i
 
 
 class _CfgWriter:
-    """Builds a Darknet cfg layer by layer, tracking each layer's index for routes."""
+    """Builds a Darknet cfg section by section, tracking each layer's index for routes."""
 
-    def __init__(self, model: YoloDetector, input_size: Tuple[int, int]) -> None:
-        self.model = model
+    def __init__(self, model: YoloDetector, input_size: Tuple[int, int], thresh: float) -> None:
+        self.head_module = model.head
+        self.thresh = thresh
         h, w = input_size
         self.sections = [f"[net]\nbatch=1\nsubdivisions=1\nwidth={w}\nheight={h}\nchannels=3\n"]
-        self.index = -1  # index of the last layer written
+        self.index = -1  # index of the last layer written (the [net] section has none)
 
     def add(self, text: str) -> int:
         self.sections.append(text)
@@ -158,91 +199,115 @@ class _CfgWriter:
 
     def conv(self, layer: ConvBNAct) -> int:
         c = layer.conv
-        return self.add(
-            f"[convolutional]\nbatch_normalize=1\nfilters={c.out_channels}\nsize={c.kernel_size[0]}\n"
-            f"stride={c.stride[0]}\npad=1\nactivation=leaky\n"
-        )
+        return self.add(f"[convolutional]\nbatch_normalize=1\nfilters={c.out_channels}\nsize={c.kernel_size[0]}\n"
+                        f"stride={c.stride[0]}\npad=1\nactivation=leaky\n")
 
     def head(self, level: int) -> None:
-        head = self.model.head
-        conv = head.convs[level]
-        self.add(f"[convolutional]\nsize=1\nstride=1\npad=1\nfilters={conv.out_channels}\nactivation=linear\n")
+        """Output conv and [yolo] section of level ``level`` (stride-ascending index)."""
+        head = self.head_module
+        self.add(f"[convolutional]\nsize=1\nstride=1\npad=1\nfilters={head.convs[level].out_channels}\n"
+                 "activation=linear\n")
         anchors = head.anchors.reshape(-1, 2).tolist()
         a = head.num_anchors
         mask = ",".join(str(level * a + k) for k in range(a))
         anchor_text = ",  ".join(f"{w:g},{h:g}" for w, h in anchors)
-        self.add(
-            f"[yolo]\nmask={mask}\nanchors={anchor_text}\nclasses={head.num_classes}\nnum={len(anchors)}\n"
-            "jitter=.3\nignore_thresh=.7\ntruth_thresh=1\nrandom=0\n"
-        )
+        # OpenCV's reader zeroes class scores <= `thresh` (its default 0.2); Darknet ignores the key.
+        self.add(f"[yolo]\nmask={mask}\nanchors={anchor_text}\nclasses={head.num_classes}\nnum={len(anchors)}\n"
+                 f"jitter=.3\nignore_thresh=.7\ntruth_thresh=1\nrandom=0\nthresh={self.thresh:g}\n")
 
     def text(self) -> str:
         return "\n".join(self.sections)
 
 
 def _check_expressible(model: YoloDetector) -> None:
+    """Raise a ValueError naming every feature of ``model`` that a Darknet cfg cannot describe."""
+    problems = []
     if isinstance(model.pyramid, AsffPyramid):
-        raise ValueError("Darknet cannot express the ASFF pyramid/fusion (SPP-style neck, softmax fusion); "
-                         "only yolov3 and yolov3_tiny can be written as a .cfg")
+        problems.append("the ASFF pyramid (model.arch='yolov3_asff')")
+        if isinstance(model.pyramid.spp, SPP):
+            problems.append("its SPP block (model.spp)")
+    if model.fusion is not None:
+        fused = isinstance(model.fusion, AsffFusion)
+        problems.append("ASFF fusion (model.fusion)" if fused else "the no-fusion baseline's level expansion")
     if any(not isinstance(rfb, nn.Identity) for rfb in model.head.rfbs):
-        raise ValueError("Darknet cannot express the RFB blocks before the heads (model.rfb)")
-    for m in model.modules():
-        if isinstance(m, ConvBNAct) and not (isinstance(m.act, nn.LeakyReLU) and m.act.negative_slope == 0.1):
-            raise ValueError("Darknet's 'leaky' is LeakyReLU(0.1); this model uses another activation (model.act)")
-        if isinstance(m, DropBlock2d):
-            raise ValueError("unexpected DropBlock layer for a Darknet export")
+        problems.append("RFB blocks before the heads (model.rfb)")
+    acts = {type(m.act).__name__ for m in model.modules() if isinstance(m, ConvBNAct)
+            and not (isinstance(m.act, nn.LeakyReLU) and m.act.negative_slope == 0.1)}
+    if acts:
+        problems.append(f"activation {', '.join(sorted(acts))} (model.act; Darknet's 'leaky' is LeakyReLU(0.1))")
+    if problems:
+        raise ValueError(f"Darknet cannot express this model's features: {'; '.join(problems)}. Only yolov3 and "
+                         "yolov3_tiny with the leaky activation and no RFB can be written as a .cfg.")
 
 
-def write_darknet_cfg(model: YoloDetector, path: PathLike, input_size: Union[int, Tuple[int, int]] = (416, 416)) -> None:
-    """Write a Darknet ``.cfg`` describing ``model`` (``yolov3`` or ``yolov3_tiny``).
+def _darknet53_body(cfg: _CfgWriter, model: YoloDetector) -> None:
+    """Darknet-53 with [shortcut]s, then the yolov3 neck and heads with [route]/[upsample]."""
+    backbone, p = model.backbone, model.pyramid
+    cfg.conv(backbone.stem)
+    stage_out = []
+    for stage in backbone.stages:
+        cfg.conv(stage[0])
+        for unit in stage[1:]:
+            cfg.conv(unit.reduce)
+            cfg.conv(unit.expand)
+            cfg.add("[shortcut]\nfrom=-3\nactivation=linear\n")
+        stage_out.append(cfg.index)
+    levels = [(None, None, p.block32, p.branch32, 2), (p.lateral16, stage_out[3], p.block16, p.branch16, 1),
+              (p.lateral8, stage_out[2], p.block8, p.branch8, 0)]
+    block_end = -1
+    for lateral, skip, block, branch, level in levels:
+        if lateral is not None:
+            cfg.add(f"[route]\nlayers={block_end}\n")
+            cfg.conv(lateral)
+            cfg.add("[upsample]\nstride=2\n")
+            cfg.add(f"[route]\nlayers=-1, {skip}\n")
+        for layer in block:
+            block_end = cfg.conv(layer)
+        cfg.conv(branch)
+        cfg.head(level)
 
-    Together with :func:`save_darknet_weights` it gives files that Darknet and
-    OpenCV's ``cv2.dnn.readNetFromDarknet`` read.
+
+def _tiny_body(cfg: _CfgWriter, model: YoloDetector) -> None:
+    """The yolov3-tiny trunk with its max-pools, then its two-level neck and heads."""
+    backbone, p = model.backbone, model.pyramid
+    t8 = -1
+    for i, layer in enumerate(backbone.convs):
+        cfg.conv(layer)
+        if i < 5:
+            t8 = cfg.index
+            cfg.add("[maxpool]\nsize=2\nstride=2\n")
+        elif i == 5:
+            cfg.add("[maxpool]\nsize=2\nstride=1\n")  # keeps the size (pads right and bottom)
+    t13 = cfg.conv(p.reduce32)
+    cfg.conv(p.branch32)
+    cfg.head(1)
+    cfg.add(f"[route]\nlayers={t13}\n")
+    cfg.conv(p.lateral16)
+    cfg.add("[upsample]\nstride=2\n")
+    cfg.add(f"[route]\nlayers=-1, {t8}\n")
+    cfg.conv(p.branch16)
+    cfg.head(0)
+
+
+def write_darknet_cfg(model: YoloDetector, path: PathLike, input_size: Union[int, Tuple[int, int]] = (416, 416),
+                      thresh: float = 0.0) -> None:
+    """Write a Darknet ``.cfg`` describing ``model`` (``yolov3`` or ``yolov3_tiny``), atomically.
+
+    ``input_size`` is (height, width) (or one int) for the [net] section. ``thresh``
+    goes into each [yolo] section: OpenCV's reader zeroes class scores at or below it;
+    0 keeps them all, like our decoder. Together with :func:`save_darknet_weights` it
+    gives files that Darknet and OpenCV's ``cv2.dnn.readNetFromDarknet`` read.
+    Raises ValueError naming the feature when the model has parts Darknet lacks.
     """
     _check_expressible(model)
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    cfg = _CfgWriter(model, size)
-    backbone, p = model.backbone, model.pyramid
-    if isinstance(backbone, Darknet53):
-        cfg.conv(backbone.stem)
-        stage_out = []
-        for stage in backbone.stages:
-            cfg.conv(stage[0])
-            for unit in stage[1:]:
-                cfg.conv(unit.reduce)
-                cfg.conv(unit.expand)
-                cfg.add("[shortcut]\nfrom=-3\nactivation=linear\n")
-            stage_out.append(cfg.index)
-        c3, c4 = stage_out[2], stage_out[3]
-        levels = [(None, None, p.block32, p.branch32, 2), (p.lateral16, c4, p.block16, p.branch16, 1),
-                  (p.lateral8, c3, p.block8, p.branch8, 0)]
-        block_end = None
-        for lateral, skip, block, branch, level in levels:
-            if lateral is not None:
-                cfg.add(f"[route]\nlayers={block_end}\n")
-                cfg.conv(lateral)
-                cfg.add("[upsample]\nstride=2\n")
-                cfg.add(f"[route]\nlayers=-1, {skip}\n")
-            for layer in block:
-                block_end = cfg.conv(layer)
-            cfg.conv(branch)
-            cfg.head(level)
+    size = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    cfg = _CfgWriter(model, size, thresh)
+    if isinstance(model.backbone, Darknet53) and isinstance(model.pyramid, YoloV3Pyramid):
+        _darknet53_body(cfg, model)
+    elif isinstance(model.backbone, TinyDarknet) and isinstance(model.pyramid, TinyPyramid):
+        _tiny_body(cfg, model)
     else:
-        for i, layer in enumerate(backbone.convs):
-            cfg.conv(layer)
-            if i < 5:
-                t8 = cfg.index
-                cfg.add("[maxpool]\nsize=2\nstride=2\n")
-            elif i == 5:
-                cfg.add("[maxpool]\nsize=2\nstride=1\n")
-        t13 = cfg.conv(p.reduce32)
-        cfg.conv(p.branch32)
-        cfg.head(1)
-        cfg.add(f"[route]\nlayers={t13}\n")
-        cfg.conv(p.lateral16)
-        cfg.add("[upsample]\nstride=2\n")
-        cfg.add(f"[route]\nlayers=-1, {t8}\n")
-        cfg.conv(p.branch16)
-        cfg.head(0)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(cfg.text())
+        raise ValueError(f"no Darknet cfg layout for a {type(model.backbone).__name__} + "
+                         f"{type(model.pyramid).__name__} model")
+    text = cfg.text().encode()
+    atomic_write(path, lambda f: f.write(text))
