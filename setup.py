@@ -21,11 +21,16 @@ setup(
         "opencv-python-headless>=4.5",
         "tqdm>=4.60",
         "albumentations>=2.0",
+        "pycocotools>=2.0",
+        "tensorboard>=2.10",
     ],
     extras_require={
         # OpenCV 5 drops cv2.dnn.readNetFromDarknet, which the Darknet round-trip test uses.
-        "test": ["pytest>=7", "opencv-python-headless>=4.5,<5"],
+        "test": ["pytest>=7", "opencv-python-headless>=4.5,<5", "onnx>=1.14", "onnxruntime>=1.16"],
+        # ONNX export and its check against onnxruntime (tools/export.py --check).
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
     },
+    package_data={"yolo_asff": ["assets/*.jpg", "assets/*.md"]},
     license="MIT",
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -202,3 +202,9 @@ def test_every_field_is_documented():
     assert all(help_text for *_, help_text in fields)
     assert "source" not in keys
     assert ("train.lr", "float", 0.001) == tuple(next(f for f in fields if f[0] == "train.lr")[:3])
+
+
+def test_exponent_without_a_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads 1e-5 as a string; users write it that way all the time.
+    cfg = load_config(write(tmp_path / "a.yaml", "train: {min_lr: 1e-5}\n"), ["test.conf_thresh=1E-3"])
+    assert cfg.train.min_lr == 1e-5 and cfg.test.conf_thresh == 1e-3

@@ -151,6 +151,7 @@ class TrainConfig:
     ema: bool = _f(True, "keep an exponential moving average of the weights")
     ema_decay: float = _f(0.9998, "EMA decay")
     grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")
+    nonfinite_patience: int = _f(20, "stop the run after this many steps in a row with a non-finite loss (each is skipped)")
     mixup: bool = _f(True, "mixup of two images with Beta(1.5, 1.5)")
     mixup_prob: float = _f(0.5, "share of training samples that are mixed up while mixup is on")
     no_mixup_epochs: int = _f(30, "no mixup in the last N epochs")
@@ -165,6 +166,9 @@ class TrainConfig:
         {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 1.0, "cls": 1.0}, "weight of each loss term"
     )
     ignore_thresh: float = _f(0.7, "predictions with IoU above this with a ground-truth box get no objectness loss")
+    anchor_thresh: Optional[float] = _f(
+        None, "also assign a box to every other anchor whose shape IoU with it exceeds this; null = best anchor only"
+    )
     eval_interval: int = _f(10, "evaluate every N epochs")
     save_interval: int = _f(1, "save the last checkpoint every N epochs")
 
@@ -315,6 +319,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, tp: Any) -> Any:
     """``value`` converted to type ``tp``, or raise TypeError."""
     origin = typing.get_origin(tp)
@@ -352,6 +359,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
         raise TypeError
     if tp is str:
         if isinstance(value, str):
@@ -455,6 +464,7 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
         "train.lr": t.lr, "train.epochs": t.epochs, "train.batch_size": t.batch_size,
         "train.nominal_batch_size": t.nominal_batch_size, "train.ref_batch_size": t.ref_batch_size,
         "train.eval_interval": t.eval_interval, "train.save_interval": t.save_interval,
+        "train.nonfinite_patience": t.nonfinite_patience,
         "data.multiscale_interval": cfg.data.multiscale_interval, "test.max_det": cfg.test.max_det,
         "test.batch_size": cfg.test.batch_size, "runtime.log_interval": cfg.runtime.log_interval,
     }
@@ -477,6 +487,8 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
         "train.momentum": (t.momentum, True, True), "train.mixup_prob": (t.mixup_prob, True, True),
         "train.ema_decay": (t.ema_decay, True, True),
     }
+    if t.anchor_thresh is not None:
+        intervals["train.anchor_thresh"] = (t.anchor_thresh, False, True)
     for key, (value, low_in, high_in) in intervals.items():
         if not ((0 <= value if low_in else 0 < value) and (value <= 1 if high_in else value < 1)):
             fail(key, f"must be in {'[' if low_in else '('}0, 1{']' if high_in else ')'}, got {value}")

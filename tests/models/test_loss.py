@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from yolo_asff.models.build import YOLOV3_ANCHORS
 from yolo_asff.models.loss import YoloLoss, assign_targets
-from yolo_asff.models.loss_reference import reference_loss
+from yolo_asff.models.loss_reference import reference_assign, reference_loss
 
 ANCHORS = torch.tensor(YOLOV3_ANCHORS, dtype=torch.float32).view(3, 3, 2)
 STRIDES = (8, 16, 32)
@@ -185,3 +185,14 @@ def test_gradients_are_finite_for_extreme_outputs():
     total, _ = YoloLoss(ANCHORS, STRIDES, 5)(outs, t, (160, 160))
     total.backward()
     assert torch.isfinite(total) and all(torch.isfinite(o.grad).all() for o in outs)
+
+
+@pytest.mark.parametrize("anchor_thresh", [None, 0.25])
+def test_batched_assignment_equals_the_box_by_box_loop(anchor_thresh):
+    _, t = random_case(batch=4, size=320, boxes=60, seed=3)
+    t = torch.cat([t, t[:5]])  # duplicates: later rows must win their slots
+    batched = assign_targets(t, ANCHORS, STRIDES, grids(320), anchor_thresh)
+    looped = reference_assign(t, ANCHORS, STRIDES, grids(320), anchor_thresh)
+    for level, owners in zip(batched, looped):
+        got = {(b, a, y, x): i for b, a, y, x, i in zip(*(v.tolist() for v in level))}
+        assert got == owners

@@ -90,6 +90,10 @@ class DetectionDataset(Dataset):
         if not isinstance(request, SampleRequest):
             raise TypeError("training samples are requested with a SampleRequest (index, size, mixup)")
         rng = self._rng
+        if request.seed is not None:
+            rng = np.random.default_rng(request.seed)
+            if isinstance(self.transform, TrainTransform):
+                self.transform.reseed(request.seed % 2**32)
         record, image, boxes, labels, weights = self._train_sample(request.index, request.size, rng)
         if request.mixup and rng.random() < self.mixup_prob:
             other = int(rng.integers(len(self.records)))

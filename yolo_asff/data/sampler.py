@@ -19,11 +19,17 @@ Size = Tuple[int, int]
 
 
 class SampleRequest(NamedTuple):
-    """What a worker is asked for: sample ``index`` at input ``size`` (h, w), with mixup or not."""
+    """What a worker is asked for: sample ``index`` at input ``size`` (h, w), with mixup or not.
+
+    ``seed``, when set, seeds that sample's augmentation: the batch sampler derives it from
+    (run seed, epoch, position), so a sample's augmentation depends neither on which worker
+    loads it nor on what the process did before (a resumed run sees the same images).
+    """
 
     index: int
     size: Size
     mixup: bool
+    seed: Optional[int] = None
 
 
 def _hw(size: Union[int, Sequence[int]]) -> Size:
@@ -78,12 +84,21 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Call at the start of each epoch (also forwarded to a DistributedSampler)."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Call at the start of each epoch (also forwarded to a DistributedSampler).
+
+        The shuffle order of a RandomSampler with a generator is reseeded from (seed, epoch)
+        too, so an epoch's order does not depend on the epochs before it. ``start_batch``
+        skips the first batches of the epoch without loading them (resuming mid-epoch).
+        """
         self.epoch = epoch
+        self.start_batch = start_batch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+        elif getattr(self.sampler, "generator", None) is not None:
+            self.sampler.generator.manual_seed(self.seed * 100_003 + epoch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -101,17 +116,21 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
     def mixup_now(self) -> bool:
         return self.use_mixup and self.epoch < self.epochs - self.no_mixup_epochs
 
+    def _requests(self, batch: List[int], i: int) -> List[SampleRequest]:
+        iteration = self.epoch * len(self) + i
+        size = self.size_at(iteration)
+        rank = getattr(self.sampler, "rank", 0)
+        base = ((self.seed * 1_000_003 + iteration) * 1_009 + rank) * self.batch_size
+        return [SampleRequest(k, size, self.mixup_now, base + j) for j, k in enumerate(batch)]
+
     def __iter__(self) -> Iterator[List[SampleRequest]]:
-        first_iteration = self.epoch * len(self)
-        mixup = self.mixup_now
         batch: List[int] = []
         i = 0
         for index in self.sampler:
             batch.append(int(index))
             if len(batch) == self.batch_size:
-                size = self.size_at(first_iteration + i)
-                yield [SampleRequest(k, size, mixup) for k in batch]
+                if i >= self.start_batch:
+                    yield self._requests(batch, i)
                 batch, i = [], i + 1
-        if batch and not self.drop_last:
-            size = self.size_at(first_iteration + i)
-            yield [SampleRequest(k, size, mixup) for k in batch]
+        if batch and not self.drop_last and i >= self.start_batch:
+            yield self._requests(batch, i)

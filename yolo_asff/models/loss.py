@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.boxes import aligned_iou, batched_iou, shape_iou, xyxy_to_cxcywh
+from ..utils.boxes import aligned_iou, max_iou, shape_iou, xyxy_to_cxcywh
 from .head import make_grid
 
 __all__ = ["LevelAssignment", "YoloLoss", "assign_targets", "build_loss", "LOSS_TERMS"]
@@ -177,7 +177,7 @@ class YoloLoss(nn.Module):
             boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=-1)  # (B, A, H, W, 4)
 
             with torch.no_grad():
-                best_iou = batched_iou(boxes.detach().view(batch_size, -1, 4), gt_per_image).amax(-1)
+                best_iou = max_iou(boxes.detach().view(batch_size, -1, 4), gt_per_image)
                 obj_mask = (best_iou <= self.ignore_thresh).view(batch_size, num_anchors, h, w)
             obj_target = torch.zeros_like(obj_mask, dtype=raw.dtype)
             index = (pos.batch, pos.anchor, pos.gy, pos.gx)

@@ -9,7 +9,7 @@ Never used for training.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from ..utils.boxes import aligned_iou
 from .head import make_grid
 from .loss import LOSS_TERMS, YoloLoss
 
-__all__ = ["reference_loss"]
+__all__ = ["reference_assign", "reference_loss"]
 
 
 def _shape_iou(w1: float, h1: float, w2: float, h2: float) -> float:
@@ -28,16 +28,41 @@ def _shape_iou(w1: float, h1: float, w2: float, h2: float) -> float:
     return inter / (w1 * h1 + w2 * h2 - inter + 1e-9)
 
 
+def reference_assign(
+    targets: Tensor, anchors: Tensor, strides: Sequence[int], grid_sizes: Sequence[Tuple[int, int]],
+    anchor_thresh: Optional[float] = None,
+) -> List[Dict[Tuple[int, int, int, int], int]]:
+    """:func:`~yolo_asff.models.loss.assign_targets`, box by box: per level, slot (b, a, gy, gx) → target row."""
+    num_levels, num_anchors, _ = anchors.shape
+    flat = [tuple(a) for a in anchors.reshape(-1, 2).tolist()]
+    owners: List[Dict[Tuple[int, int, int, int], int]] = [{} for _ in range(num_levels)]
+    for index, r in enumerate(targets.tolist()):
+        gw, gh = max(r[4] - r[2], 1e-2), max(r[5] - r[3], 1e-2)
+        ious = [_shape_iou(gw, gh, aw, ah) for aw, ah in flat]
+        best = max(range(len(ious)), key=lambda k: ious[k])
+        for k in range(len(ious)):
+            if k != best and (anchor_thresh is None or ious[k] <= anchor_thresh):
+                continue
+            level = k // num_anchors
+            h, w = grid_sizes[level]
+            gx = min(max(int((r[2] + r[4]) / 2 / strides[level]), 0), w - 1)
+            gy = min(max(int((r[3] + r[5]) / 2 / strides[level]), 0), h - 1)
+            owners[level][(int(r[0]), k % num_anchors, gy, gx)] = index  # a later box overwrites
+    return owners
+
+
 def reference_loss(
     loss: YoloLoss, outputs: List[Tensor], targets: Tensor, image_size: Tuple[int, int]
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The loss of ``loss`` (its settings) computed with Python loops over images and boxes."""
     batch_size = outputs[0].shape[0]
-    num_levels, num_anchors, _ = loss.anchors.shape
+    num_anchors = loss.anchors.shape[1]
     anchors = loss.anchors.tolist()
     rows = targets.tolist()
     area = float(image_size[0] * image_size[1])
     sums = {term: torch.zeros(()) for term in LOSS_TERMS}
+    grid_sizes = [(o.shape[2], o.shape[3]) for o in outputs]
+    owners = reference_assign(targets, loss.anchors, loss.strides, grid_sizes, loss.anchor_thresh)
     for level, raw in enumerate(outputs):
         raw = raw.float()
         stride = loss.strides[level]
@@ -48,24 +73,13 @@ def reference_loss(
         boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=-1)
         obj_target = torch.zeros(raw.shape[:4])
         obj_mask = torch.ones(raw.shape[:4], dtype=torch.bool)
-        slot_owner = {}  # (b, a, gy, gx) -> target row; later boxes overwrite earlier ones
+        slot_owner = owners[level]
         for b in range(batch_size):  # per image, IoU of all its predictions with its boxes, as the official code
             gts = torch.tensor([r[2:6] for r in rows if int(r[0]) == b]).reshape(-1, 4)
             if len(gts):
                 with torch.no_grad():
                     best = box_iou(boxes[b].reshape(-1, 4), gts).amax(1).view(num_anchors, h, w)
                 obj_mask[b] = best <= loss.ignore_thresh
-        for index, r in enumerate(rows):
-            gw, gh = max(r[4] - r[2], 1e-2), max(r[5] - r[3], 1e-2)
-            ious = [_shape_iou(gw, gh, aw, ah) for aw, ah in (a for lvl in anchors for a in lvl)]
-            best = max(range(len(ious)), key=lambda k: ious[k])
-            chosen = [k for k in range(len(ious)) if k == best or (loss.anchor_thresh is not None and ious[k] > loss.anchor_thresh)]
-            for k in chosen:
-                if k // num_anchors != level:
-                    continue
-                gx = min(max(int((r[2] + r[4]) / 2 / stride), 0), w - 1)
-                gy = min(max(int((r[3] + r[5]) / 2 / stride), 0), h - 1)
-                slot_owner[(int(r[0]), k % num_anchors, gy, gx)] = index
         for (b, a, gy, gx), index in slot_owner.items():
             r = rows[index]
             obj_target[b, a, gy, gx] = r[6]

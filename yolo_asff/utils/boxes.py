@@ -10,7 +10,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["aligned_iou", "batched_iou", "shape_iou", "xyxy_to_cxcywh"]
+__all__ = ["aligned_iou", "max_iou", "shape_iou", "xyxy_to_cxcywh"]
 
 _EPS = 1e-9
 
@@ -32,12 +32,19 @@ def aligned_iou(a: Tensor, b: Tensor, giou: bool = False) -> Tensor:
     return iou - (hull - union) / (hull + _EPS)
 
 
-def batched_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU matrix per batch item: ``a`` ``(B, N, 4)``, ``b`` ``(B, M, 4)`` → ``(B, N, M)``."""
-    lt = torch.maximum(a[:, :, None, :2], b[:, None, :, :2])
-    rb = torch.minimum(a[:, :, None, 2:], b[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (_area(a)[:, :, None] + _area(b)[:, None, :] - inter + _EPS)
+def max_iou(boxes: Tensor, gts: Tensor) -> Tensor:
+    """Each box's best IoU with the ground truth of its batch item.
+
+    ``boxes`` ``(B, N, 4)``, ``gts`` ``(B, G, 4)`` (all-zero padding rows have IoU 0) → ``(B, N)``.
+    Works on one coordinate plane at a time, in place where it can: the ``(B, G, N)``
+    intermediates stay few and contiguous along N, which is what makes this fast on CPUs.
+    """
+    bx1, by1, bx2, by2 = (boxes[..., i].unsqueeze(1) for i in range(4))  # (B, 1, N)
+    gx1, gy1, gx2, gy2 = (gts[..., i].unsqueeze(2) for i in range(4))  # (B, G, 1)
+    inter = torch.minimum(bx2, gx2).sub_(torch.maximum(bx1, gx1)).clamp_(min=0)
+    inter.mul_(torch.minimum(by2, gy2).sub_(torch.maximum(by1, gy1)).clamp_(min=0))  # (B, G, N)
+    union = ((bx2 - bx1) * (by2 - by1) + (gx2 - gx1) * (gy2 - gy1)).sub_(inter).add_(_EPS)
+    return inter.div_(union).amax(1)
 
 
 def shape_iou(wh_a: Tensor, wh_b: Tensor) -> Tensor:

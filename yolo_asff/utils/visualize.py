@@ -26,9 +26,13 @@ def draw_boxes(
 ) -> np.ndarray:
     """A copy of the BGR ``image`` with ``(N, 4)`` xyxy boxes, class names and optional scores drawn."""
     out = np.ascontiguousarray(image).copy()
+    h, w = out.shape[:2]
     for i, (box, label) in enumerate(zip(boxes, labels)):
+        if not np.isfinite(box).all():  # an untrained model can predict infinite sizes
+            continue
         colour = class_colour(int(label))
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        x1, x2 = (int(round(min(max(float(v), 0.0), w - 1))) for v in (box[0], box[2]))
+        y1, y2 = (int(round(min(max(float(v), 0.0), h - 1))) for v in (box[1], box[3]))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         name = class_names[int(label)] if int(label) < len(class_names) else str(int(label))
         text = f"{name} {float(scores[i]):.2f}" if scores is not None else name

@@ -1,0 +1,291 @@
+"""The evaluator on a tiny on-disk dataset with an oracle "model" that predicts the ground truth.
+
+Each image is one uniform grey level, so the oracle can tell which image it is looking at
+from the centre pixel of the letterboxed input and answer with that image's boxes mapped
+into the input: what comes out of the evaluator is then known exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import nn
+
+from yolo_asff import load_config
+from yolo_asff.data import build_dataset
+from yolo_asff.data.transforms import unletterbox_boxes
+from yolo_asff.engine.evaluator import (
+    METRIC_KEYS,
+    Evaluator,
+    coco_results,
+    detections_to_coco,
+    format_report,
+    load_coco_gt,
+    score_coco,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = {3: "cat", 7: "dog", 42: "zebra"}  # gapped category ids: they must round-trip
+# image id: (width, height, grey level, [(category, [x, y, w, h], iscrowd)])
+IMAGES = {
+    11: (120, 90, 30, [(3, [10, 10, 20, 15], 0), (7, [40, 30, 50, 40], 0)]),  # small (300 px²), medium (2000)
+    12: (96, 128, 60, [(42, [5, 5, 85, 115], 0)]),  # large (9775 > 96²)
+    13: (64, 64, 90, [(3, [8, 8, 30, 30], 0), (42, [0, 0, 64, 64], 1)]),  # a crowd box
+    14: (100, 60, 150, []),  # no boxes
+    15: (80, 100, 200, [(7, [20, 40, 40, 30], 0), (3, [50, 60, 20, 30], 0)]),
+}
+
+
+def write_tiny_coco(root: Path, images=IMAGES, annotations: bool = True) -> Path:
+    """Images under root/images and root/ann.json (categories listed out of id order on purpose)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    data = {"images": [], "annotations": [], "categories": [{"id": i, "name": NAMES[i]} for i in (42, 3, 7)]}
+    for image_id, (w, h, grey, boxes) in images.items():
+        cv2.imwrite(str(root / "images" / f"{image_id}.png"), np.full((h, w, 3), grey, np.uint8))
+        data["images"].append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
+        for cat, bbox, crowd in boxes:
+            data["annotations"].append({"id": len(data["annotations"]) + 1, "image_id": image_id, "category_id": cat,
+                                        "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": crowd})
+    if not annotations:
+        del data["annotations"]
+    (root / "ann.json").write_text(json.dumps(data))
+    return root / "ann.json"
+
+
+def write_config(root: Path, fmt: str = "coco", size: int = 64, num_classes: int = 3, extra: str = "") -> Path:
+    base = REPO / "configs" / "_base_" / "models" / "yolov3_asff.yaml"
+    if fmt == "coco":
+        data = (f"  format: coco\n  root: {root}\n  train: {{ann_file: ann.json, img_dir: images}}\n"
+                "  val: {ann_file: ann.json, img_dir: images}\n")
+    else:
+        data = (f"  format: voc\n  root: {root}\n  train: {{splits: [[2007, test]]}}\n"
+                "  val: {splits: [[2007, test]]}\n")
+    text = (f"_base_: {base}\nmodel:\n  num_classes: {num_classes}\n  width: 0.25\ndata:\n{data}  num_workers: 0\n"
+            f"{extra}test:\n  img_size: {size}\n  batch_size: 2\n")
+    path = root / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+class OracleModel(nn.Module):
+    """Eval output ``(B, N, 5 + C)``: each image's non-ignored ground truth, in input pixels, shifted by ``shift``."""
+
+    def __init__(self, dataset, grey_of_image: dict, mean, std, shift: float = 0.0, slots: int = 8):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))  # the evaluator reads the device from the parameters
+        self.mean, self.std, self.shift, self.slots = mean[0], std[0], shift, slots
+        self.num_classes = len(dataset.class_names)
+        self.table = {}
+        for i in range(len(dataset)):
+            item, record = dataset[i], dataset.records[i]
+            keep = ~record.ignore
+            self.table[grey_of_image[item["image_id"]]] = (item["boxes"][keep], item["labels"][keep])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        out = torch.zeros(b, self.slots, 5 + self.num_classes)
+        for k in range(b):
+            grey = round(float((images[k, 0, h // 2, w // 2] * self.std + self.mean) * 255))
+            boxes, labels = self.table[grey]
+            n = len(boxes)
+            out[k, :n, :4] = torch.from_numpy(boxes) + torch.tensor([self.shift, 0, self.shift, 0])
+            out[k, :n, 4] = 1.0
+            out[k, torch.arange(n), 5 + torch.from_numpy(labels)] = torch.linspace(0.9, 0.8, n)
+        return out
+
+
+def oracle_for(cfg, dataset, shift=0.0, images=IMAGES):
+    return OracleModel(dataset, {i: v[2] for i, v in images.items()}, cfg.data.mean, cfg.data.std, shift)
+
+
+@pytest.fixture()
+def coco_setup(tmp_path):
+    write_tiny_coco(tmp_path)
+    cfg = load_config(write_config(tmp_path))
+    return tmp_path, cfg, build_dataset(cfg, "val")
+
+
+def gt_pairs(images=IMAGES):
+    return sorted((i, c) for i, v in images.items() for c, _, crowd in v[3] if not crowd)
+
+
+def test_perfect_predictions_give_ap_one_and_category_ids_round_trip(coco_setup):
+    root, cfg, dataset = coco_setup
+    assert dataset.category_ids == [3, 7, 42] and dataset.class_names == ["cat", "dog", "zebra"]
+    model = oracle_for(cfg, dataset).train()
+    metrics = Evaluator(cfg, dataset).evaluate(model, progress=False, dets_path=root / "dets.json")
+    assert model.training  # the caller's mode is restored
+    for key in METRIC_KEYS:
+        assert metrics[key] == pytest.approx(1.0), key
+    assert metrics["per_class"] == {"cat": pytest.approx(1.0), "dog": pytest.approx(1.0), "zebra": pytest.approx(1.0)}
+    assert metrics["num_images"] == 5 and metrics["num_detections"] == 6 and metrics["metric"] == "coco"
+    dets = json.loads((root / "dets.json").read_text())
+    assert sorted((d["image_id"], d["category_id"]) for d in dets) == gt_pairs()
+    truth = {(i, c): b for i, v in IMAGES.items() for c, b, crowd in v[3] if not crowd}
+    for d in dets:  # back in original pixels, as [x, y, w, h], within a pixel
+        np.testing.assert_allclose(d["bbox"], truth[(d["image_id"], d["category_id"])], atol=1.0)
+        assert set(d) == {"image_id", "category_id", "bbox", "score"}
+    report = format_report(metrics)
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in report
+    assert "zebra" in report and "100.0" in report
+
+
+def test_shifted_predictions_score_what_pycocotools_scores_on_the_same_files(coco_setup):
+    root, cfg, dataset = coco_setup
+    dets_path = root / "shifted.json"
+    metrics = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset, shift=3.0), progress=False,
+                                               dets_path=dets_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(root / "ann.json"))
+        e = COCOeval(gt, gt.loadRes(str(dets_path)), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    for key, value in zip(METRIC_KEYS, e.stats):
+        assert metrics[key] == pytest.approx(value, abs=1e-12) if value >= 0 else np.isnan(metrics[key]), key
+    assert 0.05 < metrics["AP"] < 0.95 and metrics["AP50"] > metrics["AP75"]
+
+
+def test_score_coco_known_answer(coco_setup):
+    """Every box shifted right by 0.19 of its width: IoU = 0.81 / 1.19 = 0.68 with its own ground truth.
+
+    That is a true positive at IoU 0.50, 0.55, 0.60, 0.65 and a false positive at 0.70 … 0.95
+    (with precision 1 or 0 all along the curve), so AP = 4 / 10, AP50 = 1, AP75 = 0.
+    """
+    root, _, dataset = coco_setup
+    results = [{"image_id": i, "category_id": c, "bbox": [b[0] + 0.19 * b[2], b[1], b[2], b[3]], "score": 0.9}
+               for i, v in IMAGES.items() for c, b, crowd in v[3] if not crowd]
+    m = score_coco(load_coco_gt(root / "ann.json"), results, dataset.category_ids, dataset.class_names)
+    assert m["AP"] == pytest.approx(0.4) and m["AP50"] == pytest.approx(1.0) and m["AP75"] == pytest.approx(0.0)
+    assert m["per_class"] == {"cat": pytest.approx(0.4), "dog": pytest.approx(0.4), "zebra": pytest.approx(0.4)}
+    assert m["per_class_AP50"]["dog"] == pytest.approx(1.0)
+
+
+def test_empty_detections_give_zero_without_crashing(coco_setup):
+    root, cfg, dataset = coco_setup
+    m = score_coco(load_coco_gt(root / "ann.json"), [], dataset.category_ids, dataset.class_names)
+    assert all(m[k] == 0.0 for k in METRIC_KEYS) and set(m["per_class"].values()) == {0.0}
+    blind = oracle_for(cfg, dataset)
+    blind.table = {k: (v[0][:0], v[1][:0]) for k, v in blind.table.items()}
+    metrics = Evaluator(cfg, dataset).evaluate(blind, progress=False, dets_path=root / "none.json")
+    assert metrics["AP"] == 0.0 and metrics["num_detections"] == 0
+    assert json.loads((root / "none.json").read_text()) == []
+
+
+def test_detections_to_coco_maps_labels_to_the_files_ids():
+    rows = detections_to_coco(7, np.array([[1.0, 2.0, 11.0, 22.0], [0, 0, 5, 5]]), np.array([0.5, 0.25]),
+                              np.array([2, 0]), [3, 7, 42])
+    assert rows == [{"image_id": 7, "category_id": 42, "bbox": [1.0, 2.0, 10.0, 20.0], "score": 0.5},
+                    {"image_id": 7, "category_id": 3, "bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.25}]
+    grouped = coco_results({9: np.array([[0, 0, 4, 4, 0.5, 1]], np.float32), 2: np.zeros((0, 6), np.float32)},
+                           [3, 7, 42])
+    assert grouped == [{"image_id": 9, "category_id": 7, "bbox": [0.0, 0.0, 4.0, 4.0], "score": 0.5}]
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_letterbox_round_trip_lands_within_a_pixel(coco_setup, size):
+    _, cfg, _ = coco_setup
+    cfg.test.img_size = size
+    dataset = build_dataset(cfg, "val")
+    for i in range(len(dataset)):
+        item, record = dataset[i], dataset.records[i]
+        assert item["image"].shape == (size, size, 3)
+        assert (item["boxes"] >= 0).all() and (item["boxes"] <= size).all()
+        np.testing.assert_allclose(unletterbox_boxes(item["boxes"], item["info"]), record.boxes, atol=1.0)
+
+
+def test_testdev_writes_the_results_only(coco_setup, tmp_path):
+    root, cfg, dataset = coco_setup
+    out = Evaluator(cfg, dataset, testdev=True).evaluate(oracle_for(cfg, dataset), progress=False,
+                                                         dets_path=root / "testdev.json")
+    assert out["testdev"] and out["num_detections"] == 6 and "AP" not in out
+    assert len(json.loads((root / "testdev.json").read_text())) == 6
+    # an annotation file without an annotations list (image_info_test-dev2017.json) means test-dev too
+    other = tmp_path / "info"
+    write_tiny_coco(other, annotations=False)
+    cfg.data.val.ann_file = str(other / "ann.json")
+    cfg.runtime.output_dir = str(tmp_path / "runs")
+    out = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset), progress=False)
+    assert out["testdev"] and Path(out["dets_path"]) == tmp_path / "runs" / "detections_testdev.json"
+    assert Path(out["dets_path"]).is_file()
+
+
+def write_tiny_voc(root: Path) -> dict:
+    """VOCdevkit/VOC2007 test split: 2 images, one difficult object. Returns {image index: grey}."""
+    base = root / "VOC2007"
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    items = {"000001": (120, 90, 40, [("dog", (11, 11, 60, 50), 0), ("cat", (70, 20, 110, 80), 1)]),
+             "000002": (80, 80, 170, [("cat", (5, 5, 40, 44), 0)])}
+    for name, (w, h, grey, objects) in items.items():
+        cv2.imwrite(str(base / "JPEGImages" / f"{name}.jpg"), np.full((h, w, 3), grey, np.uint8))
+        xml = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
+                      f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
+        (base / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><size><width>{w}</width><height>{h}</height></size>{xml}</annotation>")
+    (base / "ImageSets" / "Main" / "test.txt").write_text("000001\n000002\n")
+    return {0: 40, 1: 170}
+
+
+def test_voc_format_scores_with_the_voc_protocol(tmp_path):
+    greys = write_tiny_voc(tmp_path)
+    cfg = load_config(write_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
+    dataset = build_dataset(cfg, "val")
+    model = OracleModel(dataset, greys, cfg.data.mean, cfg.data.std)
+    metrics = Evaluator(cfg, dataset).evaluate(model, progress=False)
+    assert metrics["metric"] == "voc07"  # a VOC2007 split: the 11-point metric
+    assert metrics["AP50"] == pytest.approx(1.0) and metrics["AP"] > 0.9
+    assert metrics["voc"]["mAP50_07"] == pytest.approx(1.0) and metrics["voc"]["mAP50_area"] == pytest.approx(1.0)
+    assert metrics["voc"]["num_gt"] == {"cat": 1, "dog": 1}  # the difficult cat is not counted
+    assert metrics["coco"]["AP50"] == pytest.approx(1.0) and metrics["num_detections"] == 2
+    assert set(metrics["per_class"]) == {"cat", "dog"}
+    assert "VOC mAP@0.5: 1.0000 (VOC2007 11-point)" in format_report(metrics)
+
+
+# ----------------------------------------------------------------------------- two processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, root: str, queue) -> None:
+    torch.set_num_threads(1)  # a forked child, as in DataLoader workers
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        cfg = load_config(Path(root) / "config.yaml")
+        dataset = build_dataset(cfg, "val")
+        evaluator = Evaluator(cfg, dataset)
+        mine = len(list(iter(evaluator.loader.sampler)))
+        metrics = evaluator.evaluate(oracle_for(cfg, dataset, shift=2.0), progress=False)
+        queue.put((rank, mine, {k: metrics[k] for k in ("AP", "AP50", "num_images", "num_detections")}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_share_the_images_and_return_the_same_numbers(coco_setup):
+    root, cfg, dataset = coco_setup
+    single = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset, shift=2.0), progress=False)
+    # fork: the children start in a second instead of importing torch and the package again
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    mp.start_processes(_rank_main, args=(2, _free_port(), str(root), queue), nprocs=2, join=True,
+                       start_method="fork")
+    results = sorted(queue.get(timeout=10) for _ in range(2))
+    assert [mine for _, mine, _ in results] == [3, 3]  # 5 images, padded to 6 by the DistributedSampler
+    for _, _, metrics in results:  # the padded image is counted once: same numbers as one process
+        assert metrics["num_images"] == 5 and metrics["num_detections"] == single["num_detections"] == 6
+        assert metrics["AP"] == pytest.approx(single["AP"]) and metrics["AP50"] == pytest.approx(single["AP50"])

@@ -1,0 +1,306 @@
+"""The trainer: it learns, resumes exactly, survives faults, and runs under torchrun (gloo, CPU)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolo_asff.config import load_config
+from yolo_asff.engine.checkpoint import load_checkpoint, save_checkpoint
+from yolo_asff.engine.ema import ModelEMA
+from yolo_asff.engine.optim import LrSchedule, build_optimizer
+from yolo_asff.engine.trainer import Trainer, TrainingError, load_initial_weights
+from yolo_asff.models import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = REPO / "tools" / "train.py"
+
+
+def write_shapes_dataset(root: Path, images: int = 4, size: int = 128, seed: int = 0) -> Path:
+    """A COCO dataset of big, easy shapes: red squares (class 'square', id 3) and green discs ('disc', id 7)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    anns, infos = [], []
+    half = size // 2
+    for i in range(images):
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        for k in range(2):  # one shape in the top-left quarter, one in the bottom-right: never overlapping
+            cls = (i + k) % 2
+            side = int(rng.integers(28, 48))
+            x = k * half + int(rng.integers(0, half - side))
+            y = k * half + int(rng.integers(0, half - side))
+            if cls == 0:
+                cv2.rectangle(img, (x, y), (x + side - 1, y + side - 1), (0, 0, 230), -1)
+            else:
+                cv2.circle(img, (x + side // 2, y + side // 2), side // 2, (0, 220, 0), -1)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": [3, 7][cls], "bbox": [x, y, side, side],
+                         "area": side * side, "iscrowd": 0})
+        name = f"{i:03d}.png"
+        cv2.imwrite(str(root / "images" / name), img)
+        infos.append({"id": i, "file_name": name, "width": size, "height": size})
+    data = {"images": infos, "annotations": anns,
+            "categories": [{"id": 3, "name": "square"}, {"id": 7, "name": "disc"}]}
+    (root / "train.json").write_text(json.dumps(data))
+    return root
+
+
+def write_config(tmp: Path, data_root: Path, **train) -> Path:
+    opts = {"epochs": 2, "batch_size": 2, "nominal_batch_size": 2, "ref_batch_size": 2, "lr": 0.01,
+            "warmup_epochs": 0.5, "cosine_start_epoch": 1, "cosine_end_epoch": 100, "mixup": False,
+            "eval_interval": 1000, "save_interval": 1, "fixed_size_epochs": 0, **train}
+    train_yaml = ", ".join(f"{k}: {json.dumps(v)}" for k, v in opts.items())
+    text = f"""
+_base_: {REPO / 'configs' / '_base_' / 'models' / 'yolov3_asff.yaml'}
+model: {{num_classes: 2, width: 0.125}}
+data:
+  format: coco
+  root: {data_root}
+  train: {{ann_file: train.json, img_dir: images}}
+  val: {{ann_file: train.json, img_dir: images}}
+  img_size: 128
+  multiscale_range: [96, 128]
+  multiscale_interval: 1
+  num_workers: 0
+  aug: {{expand_prob: 0.3, crop_prob: 0.3, affine_prob: 0.3}}
+test: {{img_size: 128, batch_size: 4}}
+train: {{{train_yaml}}}
+runtime: {{log_interval: 1, deterministic: true}}
+"""
+    path = tmp / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"))
+
+
+# ------------------------------------------------------------------------------ schedule, optimizer, EMA
+
+
+def test_lr_schedule_warmup_cosine_and_steps():
+    s = LrSchedule(0.01, warmup_epochs=5, kind="cosine", cosine_start=20, cosine_end=270, min_lr=1e-5)
+    assert s(0) == 0 and s(2.5) == pytest.approx(0.01 / 16)  # progress^4
+    assert s(5) == s(19.9) == 0.01
+    assert s(145) == pytest.approx(1e-5 + (0.01 - 1e-5) / 2)
+    assert s(270) == s(299) == 1e-5
+    step = LrSchedule(0.1, warmup_epochs=0, kind="step", steps=(3, 6), gamma=0.1)
+    assert [round(step(e), 6) for e in (0, 2.9, 3, 6.5)] == [0.1, 0.1, 0.01, 0.001]
+
+
+def test_weight_decay_only_on_conv_weights():
+    model = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125"]))
+    opt = build_optimizer(model, 0.01, 0.9, 5e-4, nesterov=True)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0
+    assert all(p.dim() == 4 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert opt.defaults["nesterov"]
+
+
+def test_ema_ramps_and_averages():
+    model = torch.nn.Linear(2, 1, bias=False)
+    ema = ModelEMA(model, decay=0.5, ramp=1.0)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    start = ema.module.weight.clone()
+    ema.update(model)
+    d = 0.5 * (1 - math.exp(-1))
+    assert torch.allclose(ema.module.weight, d * start + (1 - d) * torch.ones_like(start))
+
+
+# ------------------------------------------------------------------------------ learning
+
+
+def test_a_tiny_model_overfits_a_handful_of_images(tmp_path, shapes):
+    cfg = load_config(write_config(tmp_path, shapes), [
+        "train.epochs=100", "train.batch_size=4", "train.nominal_batch_size=4", "train.ref_batch_size=4",
+        "train.lr=0.02", "train.warmup_epochs=3", "train.cosine_start_epoch=70", "train.ema=false",
+        "train.label_smooth=false", "train.save_interval=1000", "data.multiscale_range=null",
+        "data.aug.photometric_prob=0", "data.aug.expand_prob=0", "data.aug.crop_prob=0", "data.aug.flip_prob=0",
+        "data.aug.affine_prob=0", "runtime.log_interval=50",
+    ])
+    metrics = Trainer(cfg, tmp_path / "run", progress=False).train()
+    losses = [e["total"] for e in metrics["train_loss"]]
+    assert len(losses) == 100
+    assert losses[-1] < 0.2 * losses[0], f"loss fell only from {losses[0]:.2f} to {losses[-1]:.2f}"
+    # The predictions recover the boxes: AP50 on the training images, through the evaluator.
+    assert metrics["best_AP50"] > 0.9, metrics["history"]
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["epochs_done"] == 100 and 0 <= written["best_AP"] <= written["best_AP50"] <= 1
+    assert written["train_images_per_s"] > 0
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path, shapes):
+    """Two epochs straight == one epoch, stop, resume for one more (augmentation and multi-scale on)."""
+    cfg_path = write_config(tmp_path, shapes, epochs=2, ema=True)
+    straight = Trainer(load_config(cfg_path), tmp_path / "straight", progress=False)
+    straight.train()
+    first = Trainer(load_config(cfg_path), tmp_path / "split", progress=False)
+    first.cfg.train.epochs = 1  # stop after one epoch, as a killed run would be
+    first.train()
+    ckpt = load_checkpoint(tmp_path / "split" / "last.pth")
+    assert ckpt["epoch"] == 1 and ckpt["extra"]["batch_in_epoch"] == 0
+    resumed = Trainer(load_config(cfg_path), tmp_path / "split", resume=tmp_path / "split" / "last.pth",
+                      progress=False)
+    resumed.train()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    ea, eb = straight.ema.state_dict(), resumed.ema.state_dict()
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    # and the run really moved: the weights differ from a fresh model's
+    fresh = build_model(load_config(cfg_path)).state_dict()
+    assert any(not torch.equal(fresh[k], a[k]) for k in a)
+
+
+def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch):
+    cfg_path = write_config(tmp_path, shapes, epochs=2, ema=False)
+    straight = Trainer(load_config(cfg_path), tmp_path / "straight", progress=False)
+    straight.train()
+
+    interrupted = Trainer(load_config(cfg_path), tmp_path / "cut", progress=False)
+    real_step = interrupted.optimizer.step
+    calls = {"n": 0}
+
+    def step_then_stop(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 2, batch 1 of 2: as if SIGTERM or Ctrl-C arrived during it
+            interrupted.request_stop()
+        return out
+
+    monkeypatch.setattr(interrupted.optimizer, "step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    ckpt = load_checkpoint(tmp_path / "cut" / "last.pth")
+    assert (ckpt["epoch"], ckpt["extra"]["batch_in_epoch"]) == (1, 1)
+    resumed = Trainer(load_config(cfg_path), tmp_path / "cut", resume=tmp_path / "cut" / "last.pth", progress=False)
+    resumed.train()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------ faults
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, shapes):
+    trainer = Trainer(load_config(write_config(tmp_path, shapes, nonfinite_patience=3, epochs=3)),
+                      tmp_path / "run", progress=False)
+    real = trainer.loss_fn
+    calls = {"n": 0}
+
+    def sometimes_nan(*args):
+        calls["n"] += 1
+        total, terms = real(*args)
+        return (total * float("nan"), terms) if calls["n"] in (2,) or calls["n"] >= 4 else (total, terms)
+
+    trainer.loss_fn = sometimes_nan
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(TrainingError, match="not finite for 3 steps.*train.lr.*train.amp=false"):
+        trainer.train()
+    assert trainer.nonfinite_total == 4
+    after = trainer.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the good steps were taken
+
+
+def test_fine_tuning_weights_from_another_class_count(tmp_path):
+    six = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125"]))
+    save_checkpoint(tmp_path / "six.pth", six, ema=ModelEMA(six))
+    two = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125", "model.num_classes=2"]))
+    summary = load_initial_weights(two, tmp_path / "six.pth")
+    assert summary.startswith("ema weights") and "skipped 6 of another shape" in summary  # weight and bias of 3 output convs
+    six_backbone, two_backbone = six.backbone.state_dict(), two.backbone.state_dict()
+    assert all(torch.equal(six_backbone[k], two_backbone[k]) for k in six_backbone)
+    from yolo_asff.io.darknet import save_darknet_weights
+
+    save_darknet_weights(six, tmp_path / "backbone.conv.74", cutoff=52)
+    assert "52 Darknet layers" in load_initial_weights(two, tmp_path / "backbone.conv.74")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_initial_weights(two, tmp_path / "nope.pth")
+
+
+# ------------------------------------------------------------------------------ the command line
+
+
+def run_train(*args, env=None, timeout=300):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_cli_refuses_bad_input_without_a_traceback(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes)
+    cases = [
+        (["--config", tmp_path / "missing.yaml"], "config file not found"),
+        (["--config", cfg, "--opts", "train.epoch=3"], "did you mean 'train.epochs'"),
+        (["--config", cfg, "--out", tmp_path / "r", "--resume"], "nothing to resume"),
+        (["--config", cfg, "--out", tmp_path / "r", "--weights", tmp_path / "none.pth"], "none.pth"),
+        ([], "--config is required"),
+    ]
+    for args, message in cases:
+        result = run_train(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_cli_sigterm_saves_then_resume_finishes(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=30)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(TRAIN), "--config", str(cfg), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if "epoch 2/30 batch 1/2" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest
+    assert "interrupted: saved" in rest
+    ckpt = load_checkpoint(out / "last.pth")
+    assert 1 <= ckpt["epoch"] < 30
+    again = run_train("--config", cfg, "--out", out)  # an existing run is never overwritten by accident
+    assert again.returncode == 2 and "--resume" in again.stderr
+    done = run_train("--config", cfg, "--out", out, "--resume", "--opts", "train.epochs=3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_done"] == 3
+    assert (out / "config.yaml").exists() and (out / "train.log").read_text().count("resumed from") == 1
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=1, eval_interval=1)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(TRAIN), "--config", str(cfg), "--out", str(out),
+           "--opts", "model.norm=syncbn"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.pth")) == ["best.pth", "last.pth"]  # written once, by rank 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["epochs_done"] == 1
+    assert "2 process(es)" in (out / "train.log").read_text()

@@ -1,0 +1,157 @@
+"""Evaluate weights on a config's validation set: COCO AP (pycocotools) or VOC mAP.
+
+    python tools/eval.py --config configs/builtin.yaml --weights runs/builtin/best.pth
+        [--size 608] [--conf 0.001] [--nms 0.65] [--batch 8] [--half] [--device cpu|cuda]
+        [--json metrics.json] [--dets detections.json] [--testdev] [--opts key=value ...]
+
+``--weights`` is a yolo-asff checkpoint (its EMA weights when it has them) or a Darknet
+``.weights`` file. Prints the COCO table and per-class AP; ``--json`` writes the numbers
+(fractions 0-1, null where the data has nothing of that kind), ``--dets`` the detections in
+COCO results format. ``--testdev`` (or an annotation file without annotations) only writes
+the detections, e.g. for the COCO test-dev server.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import torch
+import yaml
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from yolo_asff import build_model, load_config  # noqa: E402
+from yolo_asff.config import ConfigError  # noqa: E402
+from yolo_asff.data import DatasetError  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
+from yolo_asff.utils.files import atomic_write  # noqa: E402
+from yolo_asff.utils.logging import get_logger, setup_logging  # noqa: E402
+
+
+class UserError(RuntimeError):
+    """A problem with the command line or its files; printed as ``error: ...``."""
+
+
+def config_opts(args: argparse.Namespace) -> List[str]:
+    """The command-line shortcuts as config overrides (checked like any other ``--opts``)."""
+    opts = list(args.opts)
+    for value, key in ((args.size, "test.img_size"), (args.conf, "test.conf_thresh"), (args.nms, "test.nms_thresh"),
+                       (args.batch, "test.batch_size")):
+        if value is not None:
+            # Written the way YAML reads it back: a bare 1e-05 would be read as a string.
+            opts.append(f"{key}={yaml.safe_dump([value], default_flow_style=True).strip()[1:-1]}")
+    return opts
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from exc
+
+
+def load_weights(model: nn.Module, path: Path) -> str:
+    """Load ``path`` into ``model``; returns what was loaded: ``darknet``, ``ema`` or ``model``.
+
+    A checkpoint that does not fit the model (another architecture or class count) is an
+    error here, unlike when fine-tuning: evaluating half-initialised weights means nothing.
+    """
+    if path.suffix == ".weights":
+        from yolo_asff import load_darknet_weights
+
+        try:
+            load_darknet_weights(model, path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UserError(str(exc)) from exc
+        return "darknet"
+    checkpoint = load_checkpoint(path)
+    key = "ema" if isinstance(checkpoint.get("ema"), Mapping) and checkpoint["ema"] else "model"
+    report = load_model_weights(model, checkpoint, key)
+    missing = [n for n in report.missing if not n.endswith("num_batches_tracked")]
+    if report.shape_mismatch or missing:
+        raise UserError(f"{path} ({key} weights) does not fit the model of this config: {report.summary()}. "
+                        "Use the config the checkpoint was trained with (model.arch, model.num_classes, model.width).")
+    return key
+
+
+def _finite(value: Any) -> Any:
+    """NaN (nothing of that kind in the data) as JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
+    """The numbers worth keeping (no text tables), NaN as null."""
+    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "voc", "testdev",
+            "dets_path"]
+    return _finite({**{k: metrics[k] for k in keep if k in metrics}, **extra})
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, config_opts(args))
+    weights = Path(args.weights)
+    if not weights.is_file():
+        raise UserError(f"weights file not found: {weights} (--weights: a yolo-asff checkpoint or a Darknet .weights)")
+    device = pick_device(args.device or cfg.runtime.device)
+    setup_logging()
+    get_logger("eval").setLevel(logging.WARNING)  # the report is printed below, not logged twice
+    model = build_model(cfg)
+    loaded = load_weights(model, weights)
+    model.to(device).eval()
+    try:
+        evaluator = Evaluator(cfg, testdev=args.testdev)
+    except ValueError as exc:  # e.g. the dataset's class count differs from model.num_classes
+        raise UserError(str(exc)) from exc
+    metrics = evaluator.evaluate(model, half=args.half, progress=True, dets_path=args.dets)
+    size = cfg.test.img_size
+    print(f"{weights} ({loaded} weights), {metrics['num_images']} images at "
+          f"{size if isinstance(size, int) else 'x'.join(map(str, size))}, {metrics['num_detections']} detections")
+    print(format_report(metrics))
+    if args.dets or metrics.get("testdev"):
+        print(f"detections (COCO results format): {metrics['dets_path']}")
+    if args.json:
+        out = metrics_json(metrics, {"weights": str(weights), "weights_used": loaded, "config": args.config})
+        atomic_write(args.json, lambda f: f.write(json.dumps(out, indent=2).encode("utf-8")))
+        print(f"metrics: {args.json}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="config YAML (model and data.val)")
+    parser.add_argument("--weights", required=True, help="yolo-asff checkpoint (.pth) or Darknet .weights")
+    parser.add_argument("--size", type=int, help="input size (default: test.img_size)")
+    parser.add_argument("--conf", type=float, help="score threshold (default: test.conf_thresh)")
+    parser.add_argument("--nms", type=float, help="NMS IoU threshold (default: test.nms_thresh)")
+    parser.add_argument("--batch", type=int, help="images per batch (default: test.batch_size)")
+    parser.add_argument("--half", action="store_true", help="float16 autocast (GPU only)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: runtime.device)")
+    parser.add_argument("--json", help="write the metrics here as JSON")
+    parser.add_argument("--dets", help="write the detections here (COCO results JSON)")
+    parser.add_argument("--testdev", action="store_true", help="no ground truth: write the detections only")
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/coco")
+    args = parser.parse_args(argv)
+    try:
+        return evaluate(args)
+    except (ConfigError, CheckpointError, DatasetError, UserError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

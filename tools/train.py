@@ -1,0 +1,103 @@
+"""Train a detector from a config.
+
+    python tools/train.py --config configs/builtin.yaml [--opts train.epochs=5 ...] [--out DIR]
+                          [--resume [CKPT]] [--weights FILE] [--force]
+    torchrun --nproc_per_node 4 tools/train.py --config configs/yolov3_asff_coco.yaml
+
+``--out`` defaults to ``runs/<config name>`` (``runtime.output_dir`` / ``runtime.name``).
+``--resume`` alone continues ``DIR/last.pth``; with a path, that checkpoint (its config is
+used when ``--config`` is left out). ``--weights`` starts from a checkpoint or a Darknet
+file (``darknet53.conv.74``), skipping tensors of another shape (another class count).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from yolo_asff.config import Config, ConfigError, load_config  # noqa: E402
+from yolo_asff.data import DatasetError  # noqa: E402
+from yolo_asff.engine import dist  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from yolo_asff.engine.trainer import Trainer, TrainingError  # noqa: E402
+from yolo_asff.utils.logging import setup_logging  # noqa: E402
+
+
+def default_out_dir(cfg: Config) -> Path:
+    name = cfg.runtime.name or Path(cfg.source).stem or "run"
+    return Path(cfg.runtime.output_dir) / name
+
+
+def _config_from_checkpoint(path: Path, opts) -> Config:
+    saved = load_checkpoint(path).get("config")
+    if not saved:
+        raise ConfigError(f"{path} holds no config: pass --config with the run's config file")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        import yaml
+
+        yaml.safe_dump(saved, f)
+    cfg = load_config(f.name, opts)
+    Path(f.name).unlink()
+    cfg.source = str(path.parent / "config.yaml")
+    return cfg
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--out", help="run folder (default runs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
+                        help="continue a run: DIR/last.pth, or the checkpoint given")
+    parser.add_argument("--weights", help="initial weights: a checkpoint or a Darknet .weights / .conv.74 file")
+    parser.add_argument("--force", action="store_true", help="start afresh in a folder that already holds a run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        resume = None
+        if args.config:
+            cfg = load_config(args.config, args.opts)
+        elif args.resume:
+            cfg = _config_from_checkpoint(Path(args.resume), args.opts)
+        else:
+            print("error: --config is required (or --resume CKPT to continue a run with its saved config)",
+                  file=sys.stderr)
+            return 2
+        out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume else default_out_dir(cfg))
+        if args.resume is not None:
+            resume = Path(args.resume) if args.resume else out / "last.pth"
+            if not resume.is_file():
+                print(f"error: nothing to resume: {resume} does not exist (train without --resume to start "
+                      "a run, or pass the checkpoint: --resume path/to/last.pth)", file=sys.stderr)
+                return 2
+        elif (out / "last.pth").exists() and not args.force and dist.get_rank() == 0:
+            print(f"error: {out} already holds a run (last.pth). Continue it with --resume, start afresh there "
+                  "with --force, or choose another folder with --out", file=sys.stderr)
+            return 2
+        if args.weights and not Path(args.weights).is_file():
+            print(f"error: --weights: file not found: {args.weights}", file=sys.stderr)
+            return 2
+        trainer = Trainer(cfg, out, resume=resume, weights=args.weights,
+                          progress=False if args.no_progress else None)
+        trainer.train()
+        return 0
+    except (ConfigError, DatasetError, CheckpointError, TrainingError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint was saved; continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        dist.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""torch.distributed helpers: set-up from torchrun's environment, rank queries, gathering.
+
+Nothing home-made: processes come from ``torchrun``, communication from
+``torch.distributed`` (NCCL on GPUs, gloo on CPUs), replication from DDP.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "init_distributed", "is_distributed", "get_rank", "get_world_size", "is_main_process", "barrier",
+    "all_gather_objects", "broadcast_object", "reduce_mean", "cleanup",
+]
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_distributed(device: str = "auto") -> torch.device:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); return this process's device.
+
+    ``device`` is the config's ``runtime.device``: ``auto`` takes this process's GPU
+    (``LOCAL_RANK``) when CUDA is present, else the CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError(f"runtime.device is '{device}' but no CUDA GPU is available; use runtime.device=cpu")
+    if use_cuda:
+        index = local_rank if (device in ("auto", "cuda") or world > 1) else int(device.split(":")[1])
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not is_distributed():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=30), device_id=dev if dev.type == "cuda" else None)
+    return dev
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every rank's ``obj``, in rank order (just ``[obj]`` without torch.distributed)."""
+    if not is_distributed():
+        return [obj]
+    out: List[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over ranks (a copy; the input is left alone)."""
+    if not is_distributed():
+        return tensor
+    out = tensor.clone()
+    dist.all_reduce(out)
+    return out / get_world_size()
+
+
+def cleanup() -> None:
+    if is_distributed():
+        dist.destroy_process_group()

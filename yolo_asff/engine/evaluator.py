@@ -1,0 +1,449 @@
+"""Evaluation of a detector on the validation set: COCO AP with pycocotools, VOC mAP with ``voc_eval``.
+
+    evaluator = Evaluator(cfg)               # builds the val dataset and loader once
+    metrics = evaluator.evaluate(model)      # {"AP": 0.41, "AP50": 0.62, ..., "per_class": {...}}
+
+Predictions go through the one NMS path (:func:`~yolo_asff.engine.postprocess.postprocess`),
+are mapped back to original-image pixels and written in COCO results format with the
+dataset's own category ids. ``data.format: coco`` is scored by pycocotools against the
+annotation file itself; ``data.format: voc`` by the VOC protocol (:mod:`.voc_eval`), with
+pycocotools on an in-memory copy of the ground truth for the size and recall breakdown.
+Under torch.distributed every rank runs its share of the images, rank 0 scores, and
+every rank returns the same numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import DetectionDataset, ImageRecord, build_dataloader, build_dataset
+from ..data.transforms import unletterbox_boxes
+from ..utils.files import atomic_write
+from ..utils.logging import get_logger
+from .checkpoint import unwrap_model
+from .dist import all_gather_objects, broadcast_object, is_distributed, is_main_process
+from .postprocess import postprocess
+from .voc_eval import VocMetrics, voc_evaluate
+
+__all__ = [
+    "METRIC_KEYS", "Evaluator", "coco_gt_from_records", "coco_results", "detections_to_coco", "format_per_class",
+    "format_report", "load_coco_gt", "score_coco", "score_voc", "write_coco_results",
+]
+
+# The 12 numbers of COCOeval.summarize(), in its order.
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+# Detections of one image as rows x1, y1, x2, y2 (original pixels), score, class index: (n, 6) float32.
+ImageDetections = np.ndarray
+
+
+# ----------------------------------------------------------------------------- COCO results format
+
+
+def detections_to_coco(
+    image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, category_ids: Sequence[int]
+) -> List[Dict[str, Any]]:
+    """One image's detections as COCO results: ``[{image_id, category_id, bbox [x, y, w, h], score}]``.
+
+    Args:
+        boxes_xyxy: ``(n, 4)`` in original-image pixels.
+        scores: ``(n,)``.
+        labels: ``(n,)`` contiguous class indices, mapped through ``category_ids`` (the
+            dataset's own ids, gaps and all).
+    """
+    boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).round(2).tolist()
+    cats = np.asarray(category_ids, np.int64)[np.asarray(labels, np.int64).reshape(-1)].tolist()
+    scores = np.asarray(scores, np.float64).reshape(-1).round(5).tolist()
+    return [{"image_id": int(image_id), "category_id": c, "bbox": b, "score": s} for b, c, s in zip(xywh, cats, scores)]
+
+
+def coco_results(detections: Mapping[int, ImageDetections], category_ids: Sequence[int]) -> List[Dict[str, Any]]:
+    """All images' detections (``{image_id: (n, 6) rows}``) as one COCO results list, by image id."""
+    results: List[Dict[str, Any]] = []
+    for image_id in sorted(detections):
+        rows = detections[image_id]
+        results += detections_to_coco(image_id, rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), category_ids)
+    return results
+
+
+def write_coco_results(results: List[Dict[str, Any]], path: os.PathLike | str) -> None:
+    """Write a COCO results list as JSON (atomically: never half a file)."""
+    atomic_write(path, lambda f: f.write(json.dumps(results).encode("utf-8")))
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _pycocotools():
+    """``(COCO, COCOeval)`` from pycocotools, or an error saying how to install it."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as exc:
+        raise RuntimeError("evaluation needs pycocotools: .venv/bin/pip install pycocotools") from exc
+    return COCO, COCOeval
+
+
+def coco_gt_from_records(
+    records: Sequence[ImageRecord], class_names: Sequence[str], category_ids: Sequence[int]
+) -> Any:
+    """An in-memory pycocotools ``COCO`` ground truth built from image records (VOC, or any reader).
+
+    Ignored boxes (VOC ``difficult``) become ``iscrowd: 1``: pycocotools' only ignore flag.
+    """
+    COCO, _ = _pycocotools()
+    images, annotations = [], []
+    for r in records:
+        images.append({"id": int(r.image_id), "width": int(r.width), "height": int(r.height), "file_name": r.name})
+        for box, label, ignore in zip(r.boxes.tolist(), r.labels.tolist(), r.ignore.tolist()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": int(r.image_id),
+                                "category_id": int(category_ids[label]), "bbox": [box[0], box[1], w, h],
+                                "area": w * h, "iscrowd": int(ignore)})
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations,
+                    "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, class_names)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_coco_gt(ann_file: os.PathLike | str) -> Any:
+    """A COCO annotation file as a pycocotools ``COCO``, quietly.
+
+    Annotations without ``area`` get the box area and those without ``iscrowd`` get 0
+    (COCOeval needs both; files written by other tools often leave them out).
+    """
+    COCO, _ = _pycocotools()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ann_file))
+    patched = 0
+    for ann in coco.dataset.get("annotations", []):
+        if "area" not in ann or "iscrowd" not in ann:
+            ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+            ann.setdefault("iscrowd", 0)
+            patched += 1
+    if patched:
+        get_logger("eval").info("%s: %d annotations without area/iscrowd: used the box area and iscrowd 0",
+                                ann_file, patched)
+    return coco
+
+
+def _nan(value: float) -> float:
+    """pycocotools' -1 ("no ground truth of that kind") as NaN."""
+    return float("nan") if value < 0 else float(value)
+
+
+def score_coco(
+    coco_gt: Any,
+    results: List[Dict[str, Any]],
+    category_ids: Sequence[int],
+    class_names: Sequence[str],
+    image_ids: Optional[Sequence[int]] = None,
+) -> Dict[str, Any]:
+    """Score COCO results (bbox) with pycocotools' COCOeval.
+
+    Args:
+        coco_gt: a pycocotools ``COCO`` ground truth (the annotation file, or
+            :func:`coco_gt_from_records`).
+        results: COCO results list (may be empty: every AP is then 0).
+        category_ids, class_names: the classes evaluated, contiguous index order.
+        image_ids: the images evaluated (default: all in ``coco_gt``).
+
+    Returns:
+        the 12 COCO numbers (``METRIC_KEYS``, fractions; NaN where the ground truth has
+        nothing of that kind), ``per_class`` / ``per_class_AP50`` ``{name: AP}``, and
+        ``summary``, pycocotools' own printed table.
+    """
+    COCO, COCOeval = _pycocotools()
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):
+        if results:
+            # loadRes adds keys to the dicts it is given: hand it copies.
+            coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        else:  # loadRes fails on an empty list; an empty result set scores 0
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
+                               "categories": list(coco_gt.dataset.get("categories", []))}
+            coco_dt.createIndex()
+        evaluation = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluation.params.catIds = sorted(int(c) for c in category_ids)
+        if image_ids is not None:
+            evaluation.params.imgIds = sorted(int(i) for i in image_ids)
+        evaluation.evaluate()
+        evaluation.accumulate()
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        evaluation.summarize()
+    get_logger("eval").debug("pycocotools: %s", chatter.getvalue().strip())
+    metrics: Dict[str, Any] = {key: _nan(v) for key, v in zip(METRIC_KEYS, evaluation.stats)}
+    precision = evaluation.eval["precision"]  # (T, R, K, A, M): IoU, recall, class, area, max dets
+    k_of = {c: k for k, c in enumerate(evaluation.params.catIds)}
+    per_class, per_class50 = {}, {}
+    for name, cat in zip(class_names, category_ids):
+        p = precision[:, :, k_of[int(cat)], 0, -1]
+        per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+        p50 = p[0]
+        per_class50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")
+    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=summary.getvalue().rstrip())
+    return metrics
+
+
+def score_voc(
+    records: Sequence[ImageRecord], detections: Mapping[int, ImageDetections], num_classes: int
+) -> VocMetrics:
+    """VOC-protocol AP (:func:`~yolo_asff.engine.voc_eval.voc_evaluate`) of ``{image_id: (n, 6) rows}``."""
+    gt_ids = np.concatenate([np.full(len(r.labels), r.image_id) for r in records])
+    order = sorted(detections)
+    rows = np.concatenate([detections[i] for i in order] + [np.zeros((0, 6), np.float32)])
+    det_ids = np.concatenate([np.full(len(detections[i]), i) for i in order] + [np.zeros(0, np.int64)])
+    return voc_evaluate(
+        det_ids, rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64),
+        gt_ids, np.concatenate([r.boxes for r in records]), np.concatenate([r.labels for r in records]),
+        np.concatenate([r.ignore for r in records]), num_classes,
+    )
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def format_per_class(per_class: Mapping[str, float], per_class50: Mapping[str, float], columns: int = 3) -> str:
+    """A per-class table, ``columns`` classes per line: ``name  AP  AP50`` (percent; ``-`` without ground truth)."""
+    if not per_class:
+        return ""
+    width = max(8, max(len(n) for n in per_class))
+
+    def pct(v: float) -> str:
+        return f"{100 * v:5.1f}" if math.isfinite(v) else "    -"
+
+    cells = [f"{name:<{width}} {pct(ap)} {pct(per_class50.get(name, float('nan')))}" for name, ap in per_class.items()]
+    header = " | ".join([f"{'class':<{width}}    AP  AP50"] * min(columns, len(cells)))
+    rows = [" | ".join(cells[i:i + columns]) for i in range(0, len(cells), columns)]
+    return "\n".join([header, "-" * len(header), *rows])
+
+
+def format_report(metrics: Mapping[str, Any]) -> str:
+    """What an evaluation says, as text: pycocotools' 12-line table, the VOC figures (VOC), per-class AP."""
+    if "summary" not in metrics:  # test-dev: nothing scored
+        return f"{metrics.get('num_detections', 0)} detections of {metrics.get('num_images', 0)} images, not scored"
+    parts = []
+    if metrics.get("metric", "coco") == "coco":
+        parts += ["COCO bbox (pycocotools):", metrics["summary"]]
+    else:
+        voc = metrics["voc"]
+        parts += [
+            "pycocotools on the VOC ground truth (difficult boxes as crowd):", metrics["summary"],
+            f"VOC mAP@0.5: {voc['mAP50_07']:.4f} (VOC2007 11-point), {voc['mAP50_area']:.4f} (area under the curve); "
+            f"mAP@[0.5:0.95] with the VOC protocol: {voc['mAP_area']:.4f}",
+            f"AP, AP50, AP75 and per-class AP below use the {'11-point' if metrics['metric'] == 'voc07' else 'area'} "
+            "VOC metric",
+        ]
+    parts += ["per-class AP (%):", format_per_class(metrics["per_class"], metrics["per_class_AP50"])]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+class Evaluator:
+    """Runs a model over the validation set and scores it.
+
+    Args:
+        cfg: the config (``data`` for the dataset, ``test`` for size, thresholds and batch).
+        dataset: a validation :class:`DetectionDataset` (default: ``build_dataset(cfg, "val")``).
+        distributed: shard the images over torch.distributed ranks (default: when a process
+            group is initialised).
+        testdev: no ground truth (e.g. COCO test-dev): write the results JSON only. Also
+            implied by a COCO annotation file without an ``annotations`` list.
+        voc07: VOC only: report the VOC2007 11-point metric as AP (default: when every
+            validation split is a 2007 one), else the area under the curve.
+
+    COCO ground truth is read from ``cfg.data.val.ann_file`` (under ``data.root``), also when
+    ``dataset`` is given. The loader is built once: call :meth:`evaluate` as often as needed.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: Optional[DetectionDataset] = None,
+        distributed: Optional[bool] = None,
+        testdev: bool = False,
+        voc07: Optional[bool] = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = dataset if dataset is not None else build_dataset(cfg, "val")
+        self.distributed = is_distributed() if distributed is None else distributed
+        self.loader = build_dataloader(cfg, "val", dataset=self.dataset, distributed=self.distributed)
+        self.testdev = testdev
+        splits = cfg.data.val.splits
+        self.voc07 = voc07 if voc07 is not None else bool(splits) and all(str(s[0]) == "2007" for s in splits)
+        self._coco_gt: Any = None
+        self.log = get_logger("eval")
+
+    # -- inference
+
+    def predict(self, model: nn.Module, half: bool = False, progress: bool = True) -> Dict[int, ImageDetections]:
+        """This rank's detections: ``{image_id: (n, 6) float32}`` rows x1, y1, x2, y2 (original pixels), score, class.
+
+        Runs ``model`` in eval mode under ``torch.no_grad`` on its own device (its training
+        mode is restored afterwards). ``half``: float16 autocast on a GPU (ignored on a CPU).
+        """
+        model = unwrap_model(model)
+        device = next(model.parameters()).device
+        amp = half and device.type == "cuda"
+        if half and not amp:
+            self.log.warning("half precision needs a GPU; evaluating in float32 on %s", device)
+        t = self.cfg.test
+        show = progress and sys.stderr.isatty() and is_main_process()
+        out: Dict[int, ImageDetections] = {}
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                for batch in tqdm(self.loader, desc="eval", unit="batch", disable=not show, leave=False):
+                    images = batch["images"].to(device, non_blocking=True)
+                    dets = postprocess(model(images), t.conf_thresh, t.nms_thresh, t.max_det)
+                    rows = torch.cat([torch.cat([d.boxes, d.scores[:, None], d.labels[:, None].float()], 1)
+                                      for d in dets]).cpu().numpy()  # one device→host copy per batch
+                    splits = np.cumsum([len(d.scores) for d in dets])[:-1]
+                    for image_id, info, part in zip(batch["image_ids"], batch["infos"], np.split(rows, splits)):
+                        part = part.astype(np.float32)
+                        part[:, :4] = unletterbox_boxes(part[:, :4], info)
+                        out[int(image_id)] = part
+        finally:
+            model.train(was_training)
+        return out
+
+    def gather(self, local: Dict[int, ImageDetections]) -> Dict[int, ImageDetections]:
+        """Every rank's detections merged (DistributedSampler repeats a few images: kept once)."""
+        if not self.distributed:
+            return local
+        merged: Dict[int, ImageDetections] = {}
+        for part in all_gather_objects(local):
+            merged.update(part)
+        return merged
+
+    # -- scoring
+
+    def _ann_file(self) -> Path:
+        path = Path(self.cfg.data.val.ann_file)
+        return path if path.is_absolute() else Path(self.cfg.data.root) / path
+
+    def _ground_truth(self) -> Any:
+        """pycocotools ground truth, loaded once: the annotation file (COCO) or built from the records (VOC)."""
+        if self._coco_gt is None:
+            ds = self.dataset
+            if self.cfg.data.format == "coco":
+                self._coco_gt = load_coco_gt(self._ann_file())
+            else:
+                self._coco_gt = coco_gt_from_records(ds.records, ds.class_names, ds.category_ids)
+        return self._coco_gt
+
+    def _is_testdev(self) -> bool:
+        if self.testdev:
+            return True
+        return self.cfg.data.format == "coco" and "annotations" not in self._ground_truth().dataset
+
+    def score(
+        self, detections: Mapping[int, ImageDetections], dets_path: Optional[os.PathLike | str] = None
+    ) -> Dict[str, Any]:
+        """Score merged detections (see :meth:`evaluate` for the dict); writes ``dets_path`` if given."""
+        ds = self.dataset
+        results = coco_results(detections, ds.category_ids)
+        base = {"num_images": len(ds), "num_detections": len(results)}
+        if self._is_testdev():
+            path = Path(dets_path) if dets_path else Path(self.cfg.runtime.output_dir) / "detections_testdev.json"
+            write_coco_results(results, path)
+            self.log.info("test-dev: no ground truth; wrote %d detections of %d images to %s",
+                          len(results), len(ds), path)
+            return {**base, "testdev": True, "dets_path": str(path)}
+        if dets_path:
+            write_coco_results(results, dets_path)
+        image_ids = [r.image_id for r in ds.records]
+        coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids)
+        if self.cfg.data.format == "coco":
+            metrics = {**coco, **base, "metric": "coco"}
+        else:
+            metrics = self._voc_metrics(detections, coco, base)
+        metrics["dets_path"] = str(dets_path) if dets_path else None
+        return metrics
+
+    def _voc_metrics(
+        self, detections: Mapping[int, ImageDetections], coco: Dict[str, Any], base: Dict[str, Any]
+    ) -> Dict[str, Any]:
+        """VOC protocol for AP / AP50 / AP75 / per class; pycocotools (in ``coco``) for sizes and recall."""
+        ds = self.dataset
+        voc = score_voc(ds.records, detections, len(ds.class_names))
+        use07 = self.voc07
+        coco_part = {k: v for k, v in coco.items() if k != "summary"}
+        metrics = {**coco_part, **base, "metric": "voc07" if use07 else "voc", "coco": coco_part}
+        metrics.update(
+            AP=voc.map_coco(use07), AP50=voc.map_at(0.5, use07), AP75=voc.map_at(0.75, use07),
+            per_class={n: float(v) for n, v in zip(ds.class_names, (voc.ap07 if use07 else voc.ap).mean(axis=1))},
+            per_class_AP50={n: float(v) for n, v in zip(ds.class_names, voc.ap_at(0.5, use07))},
+            voc={"mAP50_07": voc.map_at(0.5, True), "mAP50_area": voc.map_at(0.5), "mAP_area": voc.map_coco(),
+                 "num_gt": {n: int(g) for n, g in zip(ds.class_names, voc.num_gt)}},
+            summary=coco["summary"],
+        )
+        return metrics
+
+    def evaluate(
+        self, model: nn.Module, half: bool = False, progress: bool = True,
+        dets_path: Optional[os.PathLike | str] = None,
+    ) -> Dict[str, Any]:
+        """Run ``model`` over the validation set and score it.
+
+        Args:
+            model: a detector (eval output ``(B, N, 5 + C)``), possibly DDP-wrapped.
+            half: float16 autocast on a GPU.
+            progress: a tqdm bar (only on a terminal, only on rank 0).
+            dets_path: also write the detections there as COCO results JSON.
+
+        Returns (the same on every rank):
+            ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl`` (fractions,
+            NaN where the ground truth has nothing of that kind), ``per_class`` and
+            ``per_class_AP50`` ``{name: AP}``, ``num_images``, ``num_detections``,
+            ``metric`` (``coco``, ``voc07`` or ``voc``), ``summary`` (pycocotools' table),
+            ``dets_path``. VOC adds ``voc`` (both VOC metrics) and ``coco`` (pycocotools'
+            numbers on the VOC ground truth, difficult = crowd); there AP, AP50, AP75 and
+            the per-class numbers follow the VOC protocol. Test-dev: ``testdev``,
+            ``num_images``, ``num_detections`` and ``dets_path`` only.
+        """
+        start = time.perf_counter()
+        local = self.predict(model, half, progress)
+        elapsed = time.perf_counter() - start
+        detections = self.gather(local)
+        metrics: Dict[str, Any] = {}
+        if is_main_process() or not self.distributed:
+            self.log.info("evaluated %d images in %.1f s (%.1f images/s on this process)",
+                          len(detections), elapsed, len(local) / max(elapsed, 1e-9))
+            try:
+                metrics = self.score(detections, dets_path)
+            except Exception as exc:
+                if not self.distributed:
+                    raise
+                metrics = {"error": f"{type(exc).__name__}: {exc}"}  # tell the other ranks instead of hanging them
+            self._log(metrics)
+        if self.distributed:
+            metrics = broadcast_object(metrics)
+        if "error" in metrics:
+            raise RuntimeError(f"evaluation failed on rank 0: {metrics['error']}")
+        return metrics
+
+    def _log(self, metrics: Mapping[str, Any]) -> None:
+        if "summary" in metrics:
+            self.log.info("%s", format_report(metrics))

@@ -1,0 +1,475 @@
+"""The training loop behind ``tools/train.py``: one GPU, CPU, or many GPUs under torchrun.
+
+A run writes ``out_dir/`` with the resolved ``config.yaml``, ``train.log``, TensorBoard
+events, ``last.pth`` and ``best.pth`` (atomic) and, at the end, ``metrics.json``.
+``resume`` continues a run exactly where its last checkpoint left it: model, EMA,
+optimizer, GradScaler, epoch, batch within the epoch and the random-number states.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+import signal
+import threading
+import time
+import zipfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config, dump_config
+from ..data import build_dataloader, build_dataset
+from ..models import build_model
+from ..models.loss import build_loss
+from ..utils.logging import get_logger, setup_logging
+from . import dist
+from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint, unwrap_model
+from .ema import ModelEMA
+from .monitor import RunMonitor, Throughput, format_duration, write_json
+from .optim import LrSchedule, build_optimizer, scaled_lr
+
+__all__ = ["Trainer", "TrainingError", "load_initial_weights"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, nothing to resume, …); the message says what to do."""
+
+
+def load_initial_weights(model: nn.Module, path: PathLike) -> str:
+    """Fine-tuning start: a yolo-asff checkpoint or state_dict (EMA weights preferred), or a Darknet file.
+
+    Tensors whose shape differs (another class count) are skipped and named. Returns a summary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights: file not found: {path}")
+    if zipfile.is_zipfile(path):  # torch.save's format; Darknet files are raw float32
+        checkpoint = load_checkpoint(path)
+        key = "ema" if isinstance(checkpoint.get("ema"), dict) else "model"
+        return f"{key} weights of {path}: " + load_model_weights(model, checkpoint, key=key).summary()
+    from ..io.darknet import load_darknet_weights
+
+    layers = load_darknet_weights(unwrap_model(model), path)
+    return f"{layers} Darknet layers from {path}"
+
+
+def _rng_state() -> Dict[str, Any]:
+    """Every random-number state, in types that ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    state: Dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[float(v) for v in np_state[2:]]],
+        "python": list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Stop(Exception):
+    """Raised in the loop at a step boundary after a stop request; ``args[0]`` is the batch to resume at."""
+
+
+class Trainer:
+    """Train ``cfg``'s model on its dataset.
+
+    Args:
+        cfg: the resolved config.
+        out_dir: the run folder.
+        resume: a checkpoint to continue from (its epoch, batch and states).
+        weights: initial weights for fine-tuning (checkpoint or Darknet file).
+        progress: tqdm bars (None: only on a terminal).
+    """
+
+    def __init__(self, cfg: Config, out_dir: PathLike, resume: Optional[PathLike] = None,
+                 weights: Optional[PathLike] = None, progress: Optional[bool] = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.device = dist.init_distributed(cfg.runtime.device)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.main = self.rank == 0
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            setup_logging(log_file=str(self.out_dir / "train.log"))
+            dump_config(cfg, self.out_dir / "config.yaml")
+        self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
+        self._seed(cfg.runtime.seed)
+        t = cfg.train
+
+        self.train_set = build_dataset(cfg, "train")
+        self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
+        self.epoch_len = len(self.loader.batch_sampler)
+        if self.epoch_len == 0:
+            raise TrainingError(
+                f"the training set has {len(self.train_set)} images per process, fewer than train.batch_size="
+                f"{t.batch_size}: lower train.batch_size"
+            )
+
+        model_cfg = cfg
+        if cfg.model.norm == "syncbn" and self.device.type != "cuda":
+            model_cfg = copy.deepcopy(cfg)
+            model_cfg.model.norm = "bn"
+            if self.world > 1:
+                self.monitor.warning("model.norm=syncbn needs GPUs (NCCL); training on %s with per-process BatchNorm",
+                                     self.device)
+        model = build_model(model_cfg)  # after init_process_group, so that model.norm=syncbn takes effect
+        if weights is not None:
+            self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
+        model.to(self.device)
+        if self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        torch.manual_seed(cfg.runtime.seed + self.rank)  # distinct DropBlock masks per rank
+        self.model = model
+        self.ddp = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.world > 1 else model
+        )
+        self.loss_fn = build_loss(cfg, model)
+        self.accumulate = max(1, round(t.nominal_batch_size / (t.batch_size * self.world)))
+        total_batch = t.batch_size * self.world * self.accumulate
+        self.base_lr = scaled_lr(t.lr, total_batch, t.ref_batch_size)
+        self.schedule = LrSchedule.from_config(t, self.base_lr)
+        self.optimizer = build_optimizer(model, self.base_lr, t.momentum, t.weight_decay, t.nesterov)
+        self.ema = ModelEMA(model, t.ema_decay) if t.ema else None
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.epoch = 0
+        self.start_batch = 0
+        self.iteration = 0
+        self.best: Dict[str, float] = {"AP": -1.0, "AP50": -1.0, "epoch": -1}
+        self.history: List[Dict[str, Any]] = []
+        self.loss_history: List[Dict[str, Any]] = []
+        self.nonfinite_total = 0
+        self._nonfinite_run = 0  # consecutive, across epoch boundaries
+        self.train_time = 0.0
+        self.train_images = 0
+        if resume is not None:
+            self._resume(resume)
+        self.evaluator: Any = None
+        self._stop_requested = False  # set by a signal on this rank
+        self._stop_agreed = False  # some rank asked: every rank stops at the same batch
+        self.monitor.info(
+            "training %s on %s: %d images, %d classes, %d process(es) on %s, batch %d x %d process(es) x %d "
+            "accumulation = %d per step, lr %.3g, %s, output %s",
+            cfg.model.arch, cfg.data.root, len(self.train_set), cfg.model.num_classes, self.world, self.device,
+            t.batch_size, self.world, self.accumulate, total_batch, self.base_lr,
+            {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(self.amp_dtype, "fp32"),
+            self.out_dir,
+        )
+
+    # ------------------------------------------------------------------------------ set-up
+    def _seed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if self.cfg.runtime.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _amp_dtype(self) -> Optional[torch.dtype]:
+        if not self.cfg.train.amp or self.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _resume(self, path: PathLike) -> None:
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        extra = checkpoint.get("extra") or {}
+        if "batch_in_epoch" not in extra:
+            raise TrainingError(f"{path} holds weights but no training state; to start from it use --weights")
+        report = load_model_weights(self.model, checkpoint, key="model")
+        if report.missing or report.shape_mismatch:
+            raise TrainingError(f"{path} does not fit this config's model ({report.summary()}); "
+                                "resume with the config the run was started with")
+        if self.ema is not None and checkpoint.get("ema") is not None:
+            self.ema.load_state_dict(checkpoint["ema"], int(extra.get("ema_updates", 0)))
+        if checkpoint.get("optimizer") is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch = int(checkpoint["epoch"])
+        self.start_batch = int(extra["batch_in_epoch"])
+        self.iteration = int(checkpoint["iteration"])
+        self.best = dict(extra.get("best", self.best))
+        self.history = list(extra.get("history", []))
+        self.loss_history = list(extra.get("loss_history", []))
+        self.nonfinite_total = int(extra.get("nonfinite_total", 0))
+        self.train_time = float(extra.get("train_time", 0.0))
+        self.train_images = int(extra.get("train_images", 0))
+        rng = extra.get("rng_per_rank", [])
+        if self.rank < len(rng):
+            _set_rng_state(rng[self.rank])
+        where = f"epoch {self.epoch + 1}" + (f", batch {self.start_batch}" if self.start_batch else "")
+        self.monitor.info("resumed from %s at %s (iteration %d)", path, where, self.iteration)
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _save(self, name: str, batch_in_epoch: int) -> None:
+        """Save ``name`` (atomically, on rank 0) with everything a resume needs."""
+        rng = dist.all_gather_objects(_rng_state())
+        if not self.main:
+            return
+        extra = {
+            "batch_in_epoch": batch_in_epoch, "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
+            "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
+            "train_images": self.train_images, "rng_per_rank": rng,
+        }
+        save_checkpoint(self.out_dir / name, self.model, ema=self.ema, optimizer=self.optimizer,
+                        scheduler=self.schedule, scaler=self.scaler if self.scaler.is_enabled() else None,
+                        epoch=self.epoch, iteration=self.epoch * self.epoch_len + batch_in_epoch, config=self.cfg.to_dict(), extra=extra)
+
+    # ------------------------------------------------------------------------------ the loop
+    def _set_dropblock(self, epoch: int) -> None:
+        m = self.cfg.model
+        if not m.dropblock:
+            return
+        rows = [r for r in self.cfg.train.dropblock_schedule if r[0] <= epoch]
+        # Before the first row DropBlock is off (keep 1); SPEC rows give sizes for strides 32, 16, 8.
+        sizes, keep = (rows[-1][1:], m.dropblock_keep) if rows else ([1, 1, 1], 1.0)
+        self.model.set_dropblock(list(reversed(sizes)), keep)
+
+    def _train_epoch(self) -> None:
+        t, n = self.cfg.train, self.epoch_len
+        self.loader.batch_sampler.set_epoch(self.epoch, self.start_batch)
+        self._set_dropblock(self.epoch)
+        self.ddp.train()
+        self.monitor.start_epoch(self.epoch, t.epochs, n, self.start_batch)
+        sums: Dict[str, Any] = {}
+        epoch_sums: Dict[str, Any] = {}
+        window = Throughput()
+        epoch_start, epoch_images = time.perf_counter(), 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch_index, batch in enumerate(self.loader, start=self.start_batch):
+            stop = self._stop_agreed or (self.world == 1 and self._stop_requested)
+            if stop and batch_index % self.accumulate == 0:
+                raise _Stop(batch_index)  # at a step boundary: the checkpoint holds whole steps only
+            lr = self.schedule(self.iteration / n)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            images = batch["images"].to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = batch["targets"].to(self.device, non_blocking=True)
+            step_now = (batch_index + 1) % self.accumulate == 0 or batch_index + 1 == n
+            sync = self.ddp.no_sync() if (self.world > 1 and not step_now) else nullcontext()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    outputs = self.ddp(images)
+                loss, terms = self.loss_fn(outputs, targets, tuple(images.shape[-2:]))
+                finite = self._agree(loss)
+                if finite:
+                    self._nonfinite_run = 0
+                    self.scaler.scale(loss / self.accumulate).backward()
+            if not finite:
+                self._nonfinite_run += 1
+                self.nonfinite_total += 1
+                self.monitor.warning("non-finite loss at epoch %d, batch %d (%s); step skipped (%d in a row)",
+                                     self.epoch + 1, batch_index + 1, {k: float(v) for k, v in terms.items()},
+                                     self._nonfinite_run)
+                if self._nonfinite_run >= t.nonfinite_patience:
+                    raise TrainingError(
+                        f"the loss was not finite for {self._nonfinite_run} steps in a row: training diverged. "
+                        f"Lower train.lr (now {t.lr}), lengthen train.warmup_epochs, set train.grad_clip, "
+                        "or turn off mixed precision with train.amp=false"
+                    )
+            if step_now:
+                if t.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                if any(p.grad is not None for g in self.optimizer.param_groups for p in g["params"]):
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    if self.ema is not None:
+                        self.ema.update(self.model)
+                self.optimizer.zero_grad(set_to_none=True)
+            self.iteration += 1
+            self.monitor.step({"lr": f"{lr:.2e}", "size": images.shape[-1]})
+            if not finite:
+                continue
+            window.add(images.shape[0] * self.world)
+            epoch_images += images.shape[0] * self.world
+            for acc in (sums, epoch_sums):
+                for k, v in terms.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                acc["count"] = acc.get("count", 0) + 1
+            if (batch_index + 1) % self.cfg.runtime.log_interval == 0 or batch_index + 1 == n:
+                self._log_window(batch_index, n, sums, lr, images.shape[-1], window.rate())
+                sums, window = {}, Throughput()
+        self.monitor.end_epoch()
+        if epoch_sums.get("count"):
+            count = epoch_sums.pop("count")
+            means = {k: float(v) / count for k, v in epoch_sums.items()}
+            self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means})
+        self.train_time += time.perf_counter() - epoch_start
+        self.train_images += epoch_images
+        self.start_batch = 0
+
+    def _agree(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank; also spreads a stop request to every rank.
+
+        One small all-reduce per batch under torch.distributed, so that all ranks skip the
+        same steps and stop at the same batch (anything else would hang DDP).
+        """
+        flags = torch.stack([torch.isfinite(loss).float(), torch.tensor(-float(self._stop_requested), device=loss.device)])
+        if self.world > 1:
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        finite, stop = flags.tolist()
+        self._stop_agreed = self._stop_agreed or stop < 0
+        return finite > 0
+
+    def _log_window(self, batch_index: int, n: int, sums: Dict[str, Any], lr: float, size: int, rate: float) -> None:
+        count = sums.pop("count", 0)
+        if not count:
+            return
+        means = {k: float(v) / count for k, v in sums.items()}
+        total = sum(means.values())
+        done = self.iteration
+        left = self.cfg.train.epochs * n - done
+        eta = left * (self.cfg.train.batch_size * self.world) / max(rate, 1e-9)
+        mem = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else 0.0
+        self.monitor.info(
+            "epoch %d/%d batch %d/%d | loss %.3f (%s) | lr %.3g | size %d | %.1f img/s%s | eta %s",
+            self.epoch + 1, self.cfg.train.epochs, batch_index + 1, n, total,
+            " ".join(f"{k} {v:.3f}" for k, v in means.items()), lr, size, rate,
+            f" | mem {mem:.1f}G" if mem else "", format_duration(eta),
+        )
+        scalars = {f"loss/{k}": v for k, v in means.items()}
+        scalars.update({"loss/total": total, "train/lr": lr, "train/input_size": size, "train/images_per_s": rate})
+        if mem:
+            scalars["train/gpu_memory_gib"] = mem
+        self.monitor.scalars(scalars, done)
+
+    # ------------------------------------------------------------------------------ evaluation
+    def _evaluate(self) -> Dict[str, Any]:
+        from .evaluator import Evaluator
+
+        if self.evaluator is None:
+            self.evaluator = Evaluator(self.cfg)
+        model = self.ema.module if self.ema is not None else self.model
+        results = self.evaluator.evaluate(model, progress=self.monitor.progress)
+        record = {"epoch": self.epoch, **{k: float(results[k]) for k in ("AP", "AP50", "AP75") if k in results}}
+        self.history.append(record)
+        self.monitor.info("evaluation after epoch %d: AP %.4f, AP50 %.4f", self.epoch, record.get("AP", 0.0),
+                          record.get("AP50", 0.0))
+        self.monitor.scalars({f"val/{k}": v for k, v in record.items() if k != "epoch"}, self.iteration)
+        if self.main:
+            try:
+                self._log_val_images(model)
+            except Exception as exc:  # a picture for TensorBoard is never worth a run
+                self.monitor.warning("could not draw validation predictions for TensorBoard: %s", exc)
+        return record
+
+    def _log_val_images(self, model: nn.Module, count: int = 4) -> None:
+        """A few validation images with the current predictions drawn, to TensorBoard."""
+        from ..data.dataset import collate
+        from ..utils.visualize import draw_boxes, image_grid
+        from .postprocess import postprocess
+
+        dataset = self.evaluator.dataset
+        samples = [dataset[i] for i in range(min(count, len(dataset)))]
+        if not samples:
+            return
+        batch = collate(samples, self.cfg.data.mean, self.cfg.data.std)
+        model.eval()
+        with torch.no_grad():
+            decoded = model(batch["images"].to(self.device))
+        detections = postprocess(decoded, 0.3, self.cfg.test.nms_thresh, self.cfg.test.max_det)
+        pictures = []
+        for sample, det in zip(samples, detections):
+            boxes = det.boxes.cpu().numpy()
+            pictures.append(draw_boxes(sample["image"], boxes, det.labels.cpu().numpy(), dataset.class_names,
+                                       det.scores.cpu().numpy()))
+        # Drawn in the letterboxed input frame, as the model saw it.
+        self.monitor.image("val/predictions", image_grid(pictures, columns=2), self.iteration)
+
+    # ------------------------------------------------------------------------------ public
+    def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:  # noqa: ARG002
+        """Stop at the next step boundary and save (SIGTERM, first Ctrl-C); a second Ctrl-C stops at once."""
+        if self._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        if signum is not None:
+            self.monitor.warning("%s: saving a checkpoint after this step (Ctrl-C again to stop at once, "
+                                 "without saving)", signal.Signals(signum).name)
+
+    def train(self) -> Dict[str, Any]:
+        """Run (or finish) the schedule; returns what ``metrics.json`` holds.
+
+        SIGTERM or Ctrl-C save ``last.pth`` at the next step boundary and raise
+        KeyboardInterrupt; ``--resume`` continues from exactly there.
+        """
+        t = self.cfg.train
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, self.request_stop)
+        try:
+            while self.epoch < t.epochs:
+                try:
+                    self._train_epoch()
+                except _Stop as stop:
+                    self.monitor.end_epoch()
+                    self._save("last.pth", stop.args[0])
+                    self.monitor.warning("interrupted: saved %s at epoch %d, batch %d; continue with --resume",
+                                         self.out_dir / "last.pth", self.epoch + 1, stop.args[0])
+                    raise KeyboardInterrupt from None
+                self.epoch += 1  # from here on, self.epoch counts completed epochs
+                if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
+                    record = self._evaluate()
+                    if record.get("AP", -1.0) > self.best["AP"]:
+                        self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self.epoch}
+                        self._save("best.pth", 0)
+                if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or self._stop_requested:
+                    self._save("last.pth", 0)
+                if self._stop_requested and self.epoch < t.epochs:
+                    self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
+                                         self.out_dir / "last.pth", self.epoch)
+                    raise KeyboardInterrupt
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.monitor.close()
+        metrics = self._metrics()
+        if self.main:
+            write_json(self.out_dir / "metrics.json", metrics)
+            self.monitor.info("done: %d epochs, best AP %.4f / AP50 %.4f (epoch %d), %.1f train images/s; %s",
+                              metrics["epochs_done"], metrics["best_AP"], metrics["best_AP50"],
+                              metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
+        return metrics
+
+    def _metrics(self) -> Dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {
+            "epochs_done": self.epoch,
+            "best_AP": max(self.best["AP"], 0.0),
+            "best_AP50": max(self.best["AP50"], 0.0),
+            "best_epoch": self.best["epoch"],
+            "final_AP": last.get("AP"),
+            "final_AP50": last.get("AP50"),
+            "train_images_per_s": self.train_images / self.train_time if self.train_time > 0 else 0.0,
+            "train_time_s": self.train_time,
+            "nonfinite_steps_skipped": self.nonfinite_total,
+            "history": self.history,
+            "train_loss": self.loss_history,
+            "processes": self.world,
+            "device": str(self.device),
+        }
