@@ -1,0 +1,249 @@
+"""Inference on pictures: letterbox, batched forward, decode, NMS, boxes back in original-image pixels.
+
+    predictor = Predictor.from_config(cfg, model, conf_thresh=0.3)
+    dets = predictor(["a.jpg", image_bgr])            # one Detections per picture, original pixels
+    dets, maps = predictor(images, return_fusion=True)  # plus the ASFF weight maps, one per level
+
+The pixels go in the way training batches do (:func:`~yolo_asff.data.transforms.letterbox`,
+then BGR→RGB, /255, ``(x − mean) / std`` as in :func:`~yolo_asff.data.dataset.collate`), and the
+detections come out of the one NMS path, :func:`~yolo_asff.engine.postprocess.postprocess`.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.transforms import LetterboxInfo, fit_into, letterbox, unletterbox_boxes
+from .postprocess import Detections, postprocess
+
+__all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
+
+ImageInput = Union[str, os.PathLike, np.ndarray]
+Size = Union[int, Sequence[int]]
+DEFAULT_MEAN = (0.485, 0.456, 0.406)
+DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """The picture at ``path`` as ``(H, W, 3)`` uint8 BGR (grey and alpha images converted).
+
+    Raises FileNotFoundError for a missing file and ValueError for one OpenCV cannot decode.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path} (check the path)")
+    # imdecode of the bytes, not imread: imread fails silently on non-ASCII paths on some systems.
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"cannot read image {path}: the file is empty, corrupt or not an image OpenCV can decode")
+    return image
+
+
+def resolve_device(name: Union[str, torch.device, None]) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device.
+
+    Raises ValueError when CUDA is asked for but not available.
+    """
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' asked for, but no CUDA GPU is available; use the CPU (device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from exc
+
+
+def _as_bgr(image: np.ndarray, where: str) -> np.ndarray:
+    """Check an in-memory picture and bring grey / BGRA ones to ``(H, W, 3)`` uint8 BGR."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"{where}: expected a uint8 BGR image (H, W, 3), got dtype {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"{where}: expected a BGR image of shape (H, W, 3), got {image.shape}")
+    return image
+
+
+def _size_pair(size: Size) -> Tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise ValueError(f"img_size must be positive multiples of 32 (an int or (h, w)), got {size}")
+    return h, w
+
+
+class Predictor:
+    """Run a detector on pictures and return detections in the pictures' own pixels.
+
+    Args:
+        model: a :class:`~yolo_asff.models.detector.YoloDetector` (or anything with its eval
+            contract: ``(B, 3, H, W)`` → ``(B, N, 5 + C)`` decoded rows). It is put in eval mode,
+            moved to ``device`` and, with ``half``, converted to fp16 **in place**.
+        img_size: network input size, an int or ``(h, w)``, multiples of 32.
+        conf_thresh, nms_thresh, max_det: as in :func:`~yolo_asff.engine.postprocess.postprocess`.
+        letterbox: keep the aspect ratio and pad (True) or stretch (False), as in training.
+        mean, std: RGB normalisation after /255 (the config's ``data.mean`` / ``data.std``).
+        device: where to run; None = where the model's parameters are.
+        half: fp16 weights and inputs. CUDA only: on the CPU it warns and runs fp32.
+        batch_size: pictures per forward pass when a list is given.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        img_size: Size = 608,
+        conf_thresh: float = 0.3,
+        nms_thresh: float = 0.65,
+        max_det: int = 100,
+        letterbox: bool = True,
+        mean: Sequence[float] = DEFAULT_MEAN,
+        std: Sequence[float] = DEFAULT_STD,
+        device: Union[str, torch.device, None] = None,
+        half: bool = False,
+        batch_size: int = 8,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if device is None:
+            param = next(iter(model.parameters()), None)
+            device = param.device if param is not None else torch.device("cpu")
+        self.device = resolve_device(device)
+        if half and self.device.type != "cuda":
+            warnings.warn(f"half precision needs a CUDA device; running in fp32 on {self.device}", RuntimeWarning,
+                          stacklevel=2)
+            half = False
+        self.half = half
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.to(self.device).eval()
+        if half:
+            self.model.half()
+        self.input_size = _size_pair(img_size)
+        self.conf_thresh = conf_thresh
+        self.nms_thresh = nms_thresh
+        self.max_det = max_det
+        self.keep_ratio = letterbox
+        self.batch_size = batch_size
+        self._mean = torch.tensor(list(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(list(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_config(cls, cfg: Any, model: nn.Module, **overrides: Any) -> "Predictor":
+        """A predictor with the config's test size, thresholds, letterbox, mean/std and device.
+
+        ``overrides`` replace any constructor argument, e.g. ``conf_thresh=0.3`` for a demo
+        (``test.conf_thresh`` is usually 0.001, which is right for mAP, not for pictures).
+        """
+        kwargs = dict(
+            img_size=cfg.test.img_size, conf_thresh=cfg.test.conf_thresh, nms_thresh=cfg.test.nms_thresh,
+            max_det=cfg.test.max_det, letterbox=cfg.data.letterbox, mean=cfg.data.mean, std=cfg.data.std,
+            device=cfg.runtime.device, batch_size=cfg.test.batch_size,
+        )
+        kwargs.update(overrides)
+        return cls(model, **kwargs)
+
+    def letterbox_info(self, height: int, width: int) -> LetterboxInfo:
+        """How a ``height``×``width`` picture is mapped into the network input."""
+        sx, sy, px, py, _, _ = fit_into(width, height, self.input_size, self.keep_ratio)
+        return LetterboxInfo(sx, sy, px, py, width, height)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> Tuple[Tensor, List[LetterboxInfo]]:
+        """BGR pictures → the normalised input batch ``(B, 3, h, w)`` on the device, and each mapping."""
+        boxed, infos = [], []
+        for image in images:
+            out, _, info = letterbox(image, self.input_size, self.keep_ratio)
+            boxed.append(out)
+            infos.append(info)
+        batch = torch.from_numpy(np.stack(boxed)).to(self.device, non_blocking=True)  # (B, h, w, 3) uint8 BGR
+        batch = batch.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
+        batch = batch.sub_(self._mean).div_(self._std)
+        return batch.to(self.dtype).contiguous(), infos
+
+    def __call__(
+        self,
+        images: Union[ImageInput, Sequence[ImageInput], Tensor],
+        return_fusion: bool = False,
+        infos: Optional[Sequence[LetterboxInfo]] = None,
+    ) -> Union[List[Detections], Tuple[List[Detections], List[Tensor]]]:
+        """Detect objects.
+
+        Args:
+            images: a path, a ``(H, W, 3)`` uint8 BGR array, a list of those, or an already
+                normalised batch ``(B, 3, H, W)`` (H, W multiples of 32).
+            return_fusion: also return the ASFF weight maps.
+            infos: only for a tensor batch: how each of its pictures was letterboxed, to map the
+                boxes back (without it, boxes stay in the tensor's pixels, clipped to it).
+
+        Returns:
+            one :class:`Detections` per picture, on the CPU, boxes ``(N, 4)`` float32 x1, y1, x2, y2
+            in the picture's pixels, clipped to it. With ``return_fusion``, also the weight maps:
+            one ``(B, 3, H_l, W_l)`` float32 CPU tensor per level, stride-ascending (channel k is
+            the weight of the level at stride 32, 16, 8 for k = 0, 1, 2); ``[]`` for models
+            without ASFF fusion. Map pixels cover the network input, padding included.
+        """
+        if isinstance(images, Tensor):
+            batch = images.unsqueeze(0) if images.dim() == 3 else images
+            if batch.dim() != 4 or batch.shape[1] != 3:
+                raise ValueError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(images.shape)}")
+            if infos is None:
+                h, w = batch.shape[-2:]
+                infos = [LetterboxInfo(1.0, 1.0, 0.0, 0.0, int(w), int(h))] * len(batch)
+            elif len(infos) != len(batch):
+                raise ValueError(f"{len(infos)} letterbox infos for a batch of {len(batch)}")
+            dets, maps = self._run(batch.to(self.device, self.dtype), list(infos), return_fusion)
+        else:
+            pictures = self._load(images)
+            dets, per_chunk = [], []
+            for start in range(0, len(pictures), self.batch_size):
+                chunk = pictures[start:start + self.batch_size]
+                batch, chunk_infos = self.preprocess(chunk)
+                chunk_dets, chunk_maps = self._run(batch, chunk_infos, return_fusion)
+                dets.extend(chunk_dets)
+                per_chunk.append(chunk_maps)
+            maps = [torch.cat(level) for level in zip(*per_chunk)] if per_chunk and per_chunk[0] else []
+        return (dets, maps) if return_fusion else dets
+
+    def _load(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[np.ndarray]:
+        """Paths and arrays (one or a list) → BGR arrays; a clear error names a bad one."""
+        items = [images] if isinstance(images, (str, os.PathLike, np.ndarray)) else list(images)
+        if not items:
+            raise ValueError("no images given")
+        out = []
+        for k, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                out.append(read_image(item))
+            elif isinstance(item, np.ndarray):
+                out.append(_as_bgr(item, f"image {k}"))
+            else:
+                raise TypeError(f"image {k}: expected a path or a (H, W, 3) uint8 BGR array, got {type(item).__name__}")
+        return out
+
+    @torch.inference_mode()
+    def _run(
+        self, batch: Tensor, infos: List[LetterboxInfo], return_fusion: bool
+    ) -> Tuple[List[Detections], List[Tensor]]:
+        """Forward, NMS on the device, then boxes to the CPU and back into original pixels."""
+        if self.model.training:
+            self.model.eval()
+        if return_fusion:
+            decoded, maps = self.model(batch, return_fusion=True)
+            maps = [m.float().cpu() for m in maps]
+        else:
+            decoded, maps = self.model(batch), []
+        out = []
+        for det, info in zip(postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det), infos):
+            boxes = unletterbox_boxes(det.boxes.float().cpu().numpy(), info)
+            out.append(Detections(torch.from_numpy(boxes), det.scores.float().cpu(), det.labels.cpu()))
+        return out, maps
