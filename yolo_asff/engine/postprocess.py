@@ -1,7 +1,9 @@
 """From decoded predictions to final detections: score threshold and class-aware NMS.
 
-The one NMS path of the project: the predictor, the evaluator, the demo, the ONNX
-export's optional NMS and the benchmarks all go through :func:`postprocess`.
+The one NMS path of the project: the predictor, the evaluator, the demo and the
+benchmarks go through :func:`postprocess`; the ONNX export's in-graph NMS
+(:class:`yolo_asff.engine.export.DetectorWithNms`) applies the same rules in a traceable
+form and is tested against it.
 """
 from __future__ import annotations
 

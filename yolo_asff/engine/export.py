@@ -1,0 +1,328 @@
+"""ONNX export of a detector with its box decoding, optionally with NMS in the graph.
+
+Two layouts, both taking ``images`` ``(B, 3, H, W)`` float32 (float16 with ``half``),
+pre-processed exactly as for the PyTorch model: RGB, ``(x / 255 − mean) / std``,
+letterboxed to H×W (multiples of 32).
+
+- without NMS: ``predictions`` ``(B, N, 5 + C)``, the model's eval output: ``x1, y1, x2, y2``
+  in input pixels, objectness, class probabilities (float32);
+- with NMS (:class:`DetectorWithNms`): the detections of the whole batch, flat, ``K`` rows
+  grouped by image (ascending ``batch_index``) and by descending score within an image,
+  at most ``max_det`` per image: ``boxes`` ``(K, 4)`` float32 ``x1, y1, x2, y2`` in input
+  pixels, ``scores`` ``(K,)`` float32, ``labels`` ``(K,)`` int64, ``batch_index`` ``(K,)``
+  int64. These are the rows of :func:`~yolo_asff.engine.postprocess.postprocess`
+  concatenated over the images.
+
+The export uses PyTorch's TorchScript-based exporter (``torch.onnx.export(dynamo=False)``):
+the newer torch.export-based one needs the ``onnxscript`` package, which is not a
+dependency, and gives nothing more for a graph of convolutions and one NMS.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import nms
+
+from .postprocess import postprocess
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "SUPPORTED_OPSETS",
+    "INSTALL_HINT",
+    "ExportError",
+    "DetectorWithNms",
+    "CheckReport",
+    "export_onnx",
+    "check_onnx",
+    "onnx_output_names",
+]
+
+DEFAULT_OPSET = 17
+SUPPORTED_OPSETS = (17, 18, 19)
+INSTALL_HINT = "pip install -e .[export]"
+PathLike = Union[str, os.PathLike]
+
+
+class ExportError(RuntimeError):
+    """An export or check that cannot be done as asked (bad size, opset, missing onnxruntime...)."""
+
+
+class DetectorWithNms(nn.Module):
+    """A detector followed by score threshold, class-aware NMS and the per-image cap, in a traceable form.
+
+    ``forward(images)`` returns ``(boxes (K, 4), scores (K,), labels (K,), batch_index (K,))``
+    as described in the module docstring: the same rules as
+    :func:`~yolo_asff.engine.postprocess.postprocess` (score = objectness × best class
+    probability, kept above ``conf_thresh``; boxes of different images or classes never
+    suppress each other; ``max_det`` per image), written without Python branches on data
+    so that one trace holds for every input. ``torchvision.ops.nms`` becomes ONNX
+    ``NonMaxSuppression``.
+
+    The groups are separated by shifting their boxes apart (torchvision's own trick for
+    batched NMS), up to ``B·C`` times the candidates' extent: float32 keeps the shifted
+    coordinates to about ``B·C·extent / 2^24`` pixels, 0.003 px for one 608 image and 80
+    classes, 0.1 px at batch 32. Only an IoU within that of ``nms_thresh`` can be decided
+    differently from :func:`~yolo_asff.engine.postprocess.postprocess`.
+    """
+
+    def __init__(self, model: nn.Module, conf_thresh: float = 0.25, nms_thresh: float = 0.65, max_det: int = 100):
+        super().__init__()
+        self.model = model
+        self.conf_thresh = float(conf_thresh)
+        self.nms_thresh = float(nms_thresh)
+        self.max_det = int(max_det)
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        decoded = self.model(images).float()  # (B, N, 5 + C)
+        batch, num_classes = decoded.shape[0], decoded.shape[2] - 5
+        best, labels = (decoded[..., 4:5] * decoded[..., 5:]).max(dim=-1)  # (B, N)
+        img, box = torch.nonzero(best > self.conf_thresh).unbind(1)
+        boxes, scores, labels = decoded[img, box, :4], best[img, box], labels[img, box]
+        # One NMS for all (image, class) groups: each group is moved into its own square of
+        # side `span`, so boxes of two groups never overlap. A zero joins the coordinates so
+        # that min/max never see an empty set: the graph needs no branch for "no candidates".
+        coords = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)])
+        low = coords.min()
+        span = coords.max() - low + 1.0
+        group = (img * num_classes + labels).to(boxes.dtype)
+        keep = nms(boxes - low + (group * span)[:, None], scores, self.nms_thresh)
+        img, boxes, scores, labels = img[keep], boxes[keep], scores[keep], labels[keep]
+        # Descending score (ONNX NMS does not promise an order), then a stable regroup by
+        # image: key = image · K + position, unique integers.
+        order = scores.argsort(descending=True)
+        img, boxes, scores, labels = img[order], boxes[order], scores[order], labels[order]
+        position = torch.arange(img.shape[0], device=img.device)
+        order = (img * img.shape[0] + position).argsort()
+        img, boxes, scores, labels = img[order], boxes[order], scores[order], labels[order]
+        # Rank within the image = position − first position of that image.
+        counts = (img[:, None] == torch.arange(batch, device=img.device)[None]).sum(0)  # (B,)
+        first = counts.cumsum(0) - counts
+        keep = (position - first[img]) < self.max_det
+        return boxes[keep], scores[keep], labels[keep], img[keep]
+
+
+def onnx_output_names(with_nms: bool) -> List[str]:
+    """Names of the exported graph's outputs."""
+    return ["boxes", "scores", "labels", "batch_index"] if with_nms else ["predictions"]
+
+
+def _check_size(size: Sequence[int]) -> Tuple[int, int]:
+    if len(size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in size):
+        raise ExportError(f"input size must be positive multiples of 32 (height, width), got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def export_onnx(
+    model: nn.Module,
+    path: PathLike,
+    size: Sequence[int] = (608, 608),
+    batch: int = 1,
+    *,
+    dynamic_batch: bool = False,
+    dynamic_size: bool = False,
+    with_nms: bool = False,
+    conf_thresh: float = 0.25,
+    nms_thresh: float = 0.65,
+    max_det: int = 100,
+    half: bool = False,
+    opset: int = DEFAULT_OPSET,
+    device: Union[str, torch.device] = "cpu",
+) -> Path:
+    """Export ``model`` (a :class:`~yolo_asff.models.YoloDetector`) to ONNX with its decoding.
+
+    Args:
+        model: the detector; exported in eval mode on ``device`` (it is moved there and left so).
+        path: the ``.onnx`` file to write (its folder is created).
+        size: ``(height, width)`` of the example input, multiples of 32.
+        batch: batch size of the example input (the fixed batch unless ``dynamic_batch``).
+        dynamic_batch, dynamic_size: make the batch / height and width dynamic axes.
+        with_nms: append :class:`DetectorWithNms` (thresholds and ``max_det`` are fixed in the graph).
+        half: float16 weights and input (outputs stay float32); meant for GPU runtimes.
+        opset: ONNX opset, 17 to 19.
+
+    Returns:
+        the path written.
+    """
+    h, w = _check_size(size)
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset must be one of {SUPPORTED_OPSETS}, got {opset}")
+    if batch < 1:
+        raise ExportError(f"batch must be at least 1, got {batch}")
+    device = torch.device(device)
+    model = model.eval().to(device)
+    dtype = torch.float16 if half else torch.float32
+    if half:
+        model = model.half()
+    module = DetectorWithNms(model, conf_thresh, nms_thresh, max_det).eval() if with_nms else model
+    images = torch.zeros(batch, 3, h, w, device=device, dtype=dtype)
+    outputs = onnx_output_names(with_nms)
+    axes: Dict[str, Dict[int, str]] = {"images": {}}
+    if dynamic_batch:
+        axes["images"][0] = "batch"
+    if dynamic_size:
+        axes["images"].update({2: "height", 3: "width"})
+    if not with_nms and (dynamic_batch or dynamic_size):
+        axes["predictions"] = {**({0: "batch"} if dynamic_batch else {}), **({1: "anchors"} if dynamic_size else {})}
+    if with_nms:
+        axes.update({name: {0: "detections"} for name in outputs})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The legacy exporter announces its deprecation, and the tracer flags the detector's
+        # input-size check (a Python bool on the traced size); neither affects the graph,
+        # which the tests run at other sizes and batches than the traced ones.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # It also warns that advanced indexing goes wrong with negative indices; ours come
+        # from nonzero and NMS, never negative.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
+        torch.onnx.export(
+            module,
+            (images,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=outputs,
+            dynamic_axes={k: v for k, v in axes.items() if v} or None,
+            do_constant_folding=True,
+        )
+    return path
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_onnx` compared. ``ok`` is the verdict; the rest says by how much.
+
+    ``box_error`` is the largest coordinate difference divided by the larger of the input
+    side and the coordinate's size (boxes of an untrained model reach far outside the
+    image, and float error grows with them); ``box_error_px`` is the same in pixels.
+    """
+
+    ok: bool
+    batch: int
+    size: Tuple[int, int]
+    box_error: float = 0.0
+    box_error_px: float = 0.0
+    prob_error: float = 0.0
+    detections: int = -1  # with NMS: rows from onnxruntime (−1 without NMS)
+    reference_detections: int = -1
+    messages: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: verdict, shapes, errors and any notes."""
+        verdict = "OK" if self.ok else "MISMATCH"
+        head = f"{verdict}: onnxruntime vs PyTorch at batch {self.batch}, {self.size[0]}x{self.size[1]}"
+        detail = (f"box error {self.box_error:.1e} of the input size ({self.box_error_px:.1e} px), "
+                  f"probability/score error {self.prob_error:.1e}")
+        if self.detections >= 0:
+            detail += f", {self.detections} detections (PyTorch postprocess: {self.reference_detections})"
+        return "; ".join([head, detail, *self.messages])
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ExportError(f"onnxruntime is not installed; install the export extra: {INSTALL_HINT}") from exc
+    return onnxruntime
+
+
+def _box_errors(got: np.ndarray, want: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-row largest coordinate difference: scaled (see :class:`CheckReport`) and in pixels."""
+    diff = np.abs(got - want)
+    scaled = diff / np.maximum(np.abs(want), side)
+    return scaled.max(-1, initial=0.0), diff.max(-1, initial=0.0)
+
+
+def check_onnx(
+    path: PathLike,
+    model: nn.Module,
+    size: Optional[Sequence[int]] = None,
+    batch: int = 1,
+    *,
+    with_nms: bool = False,
+    conf_thresh: float = 0.25,
+    nms_thresh: float = 0.65,
+    max_det: int = 100,
+    half: bool = False,
+    seed: int = 0,
+    box_tol: Optional[float] = None,
+    prob_tol: Optional[float] = None,
+) -> CheckReport:
+    """Run the exported graph with onnxruntime (CPU) on a random input and compare with PyTorch.
+
+    Without NMS the decoded predictions must agree: box coordinates within ``box_tol``
+    (default 1e-4) of the larger of the input side and the coordinate (0.06 px for a box
+    inside a 608 input), probabilities within ``prob_tol`` (default 1e-4). With NMS the
+    detections must be those of :func:`~yolo_asff.engine.postprocess.postprocess` on the
+    PyTorch output: the same count, each matched one-to-one to a PyTorch detection of the
+    same image and label with box and score within the same tolerances (in any order among
+    equal scores), grouped by image in descending score order. float16 graphs get 100×
+    looser tolerances. ``model`` must hold the exported weights and dtype.
+    """
+    ort = _import_onnxruntime()
+    h, w = _check_size(size if size is not None else (608, 608))
+    side = max(h, w)
+    tol_scale = 100.0 if half else 1.0
+    box_tol = box_tol if box_tol is not None else 1e-4 * tol_scale
+    prob_tol = prob_tol if prob_tol is not None else 1e-4 * tol_scale
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, h, w, generator=generator)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = images.numpy().astype(np.float16 if half else np.float32)
+    onnx_out = session.run(None, {session.get_inputs()[0].name: feed})
+    param = next(model.parameters())
+    model = model.eval()
+    with torch.no_grad():
+        reference = model(torch.from_numpy(feed).to(param.device, param.dtype)).float().cpu()
+    report = CheckReport(False, batch, (h, w))
+    if not with_nms:
+        pred, ref = onnx_out[0], reference.numpy()
+        if pred.shape != ref.shape:
+            report.messages.append(f"shape {pred.shape} != PyTorch {ref.shape}")
+            return report
+        scaled, px = _box_errors(pred[..., :4], ref[..., :4], side)
+        report.box_error, report.box_error_px = float(scaled.max()), float(px.max())
+        report.prob_error = float(np.abs(pred[..., 4:] - ref[..., 4:]).max(initial=0.0))
+        report.ok = report.box_error <= box_tol and report.prob_error <= prob_tol
+        return report
+    dets = postprocess(reference, conf_thresh, nms_thresh, max_det)
+    ref_boxes = torch.cat([d.boxes for d in dets]).numpy()
+    ref_scores = torch.cat([d.scores for d in dets]).numpy()
+    ref_labels = torch.cat([d.labels for d in dets]).numpy()
+    ref_index = np.concatenate([np.full(len(d.scores), i) for i, d in enumerate(dets)]).astype(np.int64)
+    boxes, scores, labels, index = onnx_out
+    report.detections, report.reference_detections = len(scores), len(ref_scores)
+    if not len(ref_scores):
+        report.messages.append("no detections on this input, so NMS was not exercised (random weights?)")
+    if len(scores) != len(ref_scores):
+        report.messages.append("different numbers of detections")
+        return report
+    grouped = bool(np.all(np.diff(index) >= 0)) and all(
+        np.all(np.diff(scores[index == i]) <= prob_tol) for i in range(batch))
+    if not grouped:
+        report.messages.append("detections not grouped by image in descending score order")
+    # Equal scores may come out in either order: match each ONNX detection to an unused
+    # PyTorch one of the same image and label, the nearest box.
+    used = np.zeros(len(ref_scores), bool)
+    for k in range(len(scores)):
+        candidates = np.flatnonzero(~used & (ref_index == index[k]) & (ref_labels == labels[k]))
+        if not len(candidates):
+            report.messages.append(f"detection {k} (image {index[k]}, class {labels[k]}) has no PyTorch match")
+            return report
+        scaled, px = _box_errors(boxes[k][None], ref_boxes[candidates], side)
+        j = candidates[scaled.argmin()]
+        used[j] = True
+        report.box_error = max(report.box_error, float(scaled.min()))
+        report.box_error_px = max(report.box_error_px, float(px[scaled.argmin()]))
+        report.prob_error = max(report.prob_error, float(abs(ref_scores[j] - scores[k])))
+    report.ok = grouped and report.box_error <= box_tol and report.prob_error <= prob_tol
+    return report

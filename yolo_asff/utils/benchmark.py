@@ -1,0 +1,458 @@
+"""Speed of a detector: inference latency and throughput, training-step throughput.
+
+Every timing is the median of ``iters`` timed runs that follow one untimed first call
+(reported on its own: it holds ``torch.compile``, cuDNN autotuning and lazy
+initialisation) and ``warmup`` untimed calls. On CUDA each timed run is bracketed by
+``torch.cuda.synchronize()``, so a time covers the kernels, not just their launch.
+Reduced precision is autocast (``fp16``, ``bf16``) around the model; the decoding,
+postprocess and loss run in float32 as they do in training and evaluation.
+
+The results are plain dicts ready for JSON (:func:`write_json`), with the environment
+(:func:`environment`) and the command, so a figure can be quoted with what produced it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.dataset import collate
+from ..data.transforms import LetterboxInfo, letterbox, unletterbox_boxes
+from ..engine.optim import build_optimizer
+from ..engine.postprocess import postprocess
+from ..models.loss import build_loss
+from .files import atomic_write
+from .model_stats import count_flops, count_parameters
+
+__all__ = [
+    "PRECISIONS",
+    "BenchmarkError",
+    "Timing",
+    "time_call",
+    "resolve_device",
+    "check_precision",
+    "autocast",
+    "environment",
+    "synthetic_image",
+    "synthetic_targets",
+    "preprocess",
+    "benchmark_inference",
+    "benchmark_training",
+    "format_table",
+    "write_json",
+    "summarize_results",
+]
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot run as asked (no CUDA, a precision the device lacks...)."""
+
+
+@dataclass
+class Timing:
+    """Milliseconds per call over ``iters`` timed calls, and the first (untimed-phase) call in seconds."""
+
+    median_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    iters: int
+    first_call_s: float
+
+    def to_dict(self) -> Dict[str, float]:
+        return asdict(self)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 10, iters: int = 50) -> Timing:
+    """Time ``fn()``: one first call, ``warmup`` untimed calls, then ``iters`` timed calls."""
+    if iters < 1 or warmup < 0:
+        raise BenchmarkError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return Timing(statistics.median(times), statistics.fmean(times), min(times), max(times), iters, first)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchmarkError(f"--device {name}: CUDA is not available here (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise BenchmarkError(f"--device must be cpu or cuda, got {name}")
+    return device
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse a precision that ``device`` cannot run, saying what to use instead."""
+    if precision not in PRECISIONS:
+        raise BenchmarkError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if device.type == "cpu" and precision == "fp16":
+        raise BenchmarkError("fp16 autocast needs CUDA; on CPU use --precision bf16 or fp32")
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise BenchmarkError(f"{torch.cuda.get_device_name(device)} has no bf16 support; use --precision fp16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for ``precision`` (a no-op for fp32)."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> Optional[str]:
+    """The checked-out commit, ``+dirty`` with uncommitted changes; read-only (no index refresh)."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10, env=env)
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def environment(device: torch.device) -> Dict[str, Any]:
+    """What ran the benchmark: device name, library versions, threads, code version, time (UTC)."""
+    info: Dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git": _git_commit(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+        info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    return info
+
+
+def synthetic_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """A decoded BGR uint8 picture (noise over a gradient), standing in for a camera frame."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(30, 220, width, dtype=np.float32)[None, :, None]
+    noise = rng.normal(0, 25, (height, width, 3)).astype(np.float32)
+    return np.clip(ramp + noise, 0, 255).astype(np.uint8)
+
+
+def synthetic_targets(batch: int, size: Tuple[int, int], num_classes: int, boxes_per_image: int = 20,
+                      seed: int = 0) -> Tensor:
+    """Random ground truth ``(batch · boxes_per_image, 7)`` rows ``[image, class, x1, y1, x2, y2, 1]``
+    in input pixels: sides from 8 px to half the input, inside the image."""
+    h, w = size
+    g = torch.Generator().manual_seed(seed)
+    n = batch * boxes_per_image
+    sides = 8 + torch.rand(n, 2, generator=g) * (torch.tensor([w, h]) / 2 - 8)
+    corner = torch.rand(n, 2, generator=g) * (torch.tensor([w, h]) - sides)
+    image = torch.arange(batch).repeat_interleave(boxes_per_image).float()
+    labels = torch.randint(0, num_classes, (n,), generator=g).float()
+    return torch.cat([image[:, None], labels[:, None], corner, corner + sides, torch.ones(n, 1)], dim=1)
+
+
+def preprocess(images_bgr: Sequence[np.ndarray], size: Tuple[int, int], mean: Sequence[float],
+               std: Sequence[float], keep_ratio: bool = True) -> Tuple[Tensor, List[LetterboxInfo]]:
+    """Decoded BGR uint8 pictures → the network input ``(B, 3, H, W)`` and the mappings back.
+
+    The evaluation path: the project's :func:`~yolo_asff.data.transforms.letterbox` and the
+    normalisation of :func:`~yolo_asff.data.dataset.collate`.
+    """
+    samples, infos = [], []
+    for image in images_bgr:
+        boxed, _, info = letterbox(image, size, keep_ratio)
+        samples.append({"image": boxed, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0),
+                        "weights": np.zeros(0), "image_id": None, "info": info})
+        infos.append(info)
+    return collate(samples, mean, std)["images"], infos
+
+
+def _prepare(model: nn.Module, device: torch.device, channels_last: bool, compile_model: bool):
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    # dynamic=False: batch 1 and batch B each get their own static graph, as a deployment would.
+    return (torch.compile(model, dynamic=False) if compile_model else model), model
+
+
+def _to_input(x: Tensor, device: torch.device, channels_last: bool) -> Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _peak_memory_mb(device: torch.device) -> Optional[float]:
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise BenchmarkError(f"--size must be positive multiples of 32, got {h}x{w}")
+    return h, w
+
+
+def benchmark_inference(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    device: torch.device,
+    size: Union[int, Sequence[int]] = 608,
+    batch: int = 32,
+    precision: str = "fp32",
+    warmup: int = 10,
+    iters: int = 50,
+    channels_last: bool = False,
+    compile_model: bool = False,
+) -> Dict[str, Any]:
+    """Inference speed of ``model`` with ``cfg.test``'s postprocess settings.
+
+    Measures, at batch 1: the forward pass; forward + :func:`postprocess`; end to end from
+    a decoded 640×480 uint8 picture (letterbox, normalise, copy to the device, forward,
+    postprocess, boxes back to the picture's pixels). At ``batch``: forward throughput.
+
+    Returns ``{"model": {arch, ..., parameters, gflops}, "results": {...}}`` with results
+    ``latency_ms`` (``forward``, ``forward_postprocess``, ``end_to_end``: :class:`Timing`
+    dicts), ``throughput`` (``batch``, ``images_per_s``, ``batch_ms``), ``peak_memory_mb``
+    (``batch_1``, ``batch_<B>``; None on CPU) and ``detections`` (``candidates`` above
+    ``conf_thresh`` and ``kept`` after NMS on the batch-1 picture: the NMS load).
+    """
+    h, w = _size_pair(size)
+    if batch < 1:
+        raise BenchmarkError(f"--batch must be at least 1, got {batch}")
+    check_precision(device, precision)
+    model.eval().to(device)
+    params, flops = count_parameters(model), count_flops(model, (h, w))
+    run_model, _ = _prepare(model, device, channels_last, compile_model)
+    t = cfg.test
+    picture = synthetic_image()
+    x1 = _to_input(preprocess([picture], (h, w), cfg.data.mean, cfg.data.std, cfg.data.letterbox)[0], device,
+                   channels_last)
+    xb = _to_input(torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)), device, channels_last)
+
+    def forward(x: Tensor) -> Tensor:
+        with autocast(device, precision):
+            return run_model(x)
+
+    def forward_postprocess():
+        return postprocess(forward(x1), t.conf_thresh, t.nms_thresh, t.max_det)
+
+    def end_to_end():
+        x, infos = preprocess([picture], (h, w), cfg.data.mean, cfg.data.std, cfg.data.letterbox)
+        det = postprocess(forward(_to_input(x, device, channels_last)), t.conf_thresh, t.nms_thresh, t.max_det)[0]
+        return unletterbox_boxes(det.boxes.cpu().numpy(), infos[0])
+
+    results: Dict[str, Any] = {"latency_ms": {}, "peak_memory_mb": {}}
+    with torch.inference_mode():
+        _reset_peak_memory(device)
+        timings = {
+            "forward": time_call(lambda: forward(x1), device, warmup, iters),
+            "forward_postprocess": time_call(forward_postprocess, device, warmup, iters),
+            "end_to_end": time_call(end_to_end, device, warmup, iters),
+        }
+        results["peak_memory_mb"]["batch_1"] = _peak_memory_mb(device)
+        decoded = forward(x1).float()
+        best = (decoded[..., 4:5] * decoded[..., 5:]).amax(-1)
+        results["detections"] = {
+            "conf_thresh": t.conf_thresh,
+            "candidates": int((best > t.conf_thresh).sum()),
+            "kept": int(len(forward_postprocess()[0].scores)),
+        }
+        _reset_peak_memory(device)
+        throughput = time_call(lambda: forward(xb), device, warmup, iters)
+        results["peak_memory_mb"][f"batch_{batch}"] = _peak_memory_mb(device)
+    results["latency_ms"] = {name: timing.to_dict() for name, timing in timings.items()}
+    results["throughput"] = {
+        "batch": batch,
+        "images_per_s": batch * 1000.0 / throughput.median_ms,
+        "batch_ms": throughput.to_dict(),
+    }
+    return {"model": _model_info(cfg, params, flops, (h, w)), "results": results}
+
+
+def benchmark_training(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    device: torch.device,
+    size: Union[int, Sequence[int]] = 608,
+    batch: int = 16,
+    precision: str = "fp32",
+    warmup: int = 5,
+    iters: int = 20,
+    channels_last: bool = False,
+    compile_model: bool = False,
+    boxes_per_image: int = 20,
+) -> Dict[str, Any]:
+    """Training-step speed: forward, loss, backward and an SGD step on synthetic data.
+
+    Random images and :func:`synthetic_targets` (``boxes_per_image`` each) already on the
+    device: no data loading. The model runs under autocast for ``fp16``/``bf16``, with a
+    ``GradScaler`` for ``fp16``; the loss (``build_loss(cfg, model)``) runs in float32 on
+    its outputs; the optimizer is the project's SGD (``build_optimizer``).
+
+    Returns ``{"model": {...}, "results": {...}}`` with results ``step_ms`` (a :class:`Timing`
+    dict), ``images_per_s``, ``batch``, ``boxes_per_image``, ``peak_memory_mb`` (None on
+    CPU), ``last_loss`` (``total`` and each term) and ``loss_finite``.
+    """
+    h, w = _size_pair(size)
+    if batch < 1:
+        raise BenchmarkError(f"--batch must be at least 1, got {batch}")
+    check_precision(device, precision)
+    model.train().to(device)
+    params = count_parameters(model)
+    run_model, model = _prepare(model, device, channels_last, compile_model)
+    loss_fn = build_loss(cfg, model)
+    tc = cfg.train
+    optimizer = build_optimizer(model, tc.lr, tc.momentum, tc.weight_decay, tc.nesterov)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    images = _to_input(torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)), device, channels_last)
+    targets = synthetic_targets(batch, (h, w), cfg.model.num_classes, boxes_per_image).to(device)
+    last: Dict[str, Tensor] = {}
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            outputs = run_model(images)
+        total, terms = loss_fn(outputs, targets, (h, w))
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        last.update(terms, total=total.detach())
+
+    _reset_peak_memory(device)
+    timing = time_call(step, device, warmup, iters)
+    loss = {name: float(value) for name, value in last.items()}
+    return {
+        "model": _model_info(cfg, params, None, (h, w)),
+        "results": {
+            "step_ms": timing.to_dict(),
+            "images_per_s": batch * 1000.0 / timing.median_ms,
+            "batch": batch,
+            "boxes_per_image": boxes_per_image,
+            "peak_memory_mb": _peak_memory_mb(device),
+            "last_loss": loss,
+            "loss_finite": all(np.isfinite(v) for v in loss.values()),
+        },
+    }
+
+
+def _model_info(cfg: Any, params: int, flops: Optional[int], size: Tuple[int, int]) -> Dict[str, Any]:
+    m = cfg.model
+    info = {"arch": m.arch, "fusion": m.fusion, "rfb": m.rfb, "width": m.width, "num_classes": m.num_classes,
+            "parameters": params}
+    if flops is not None:
+        info["gflops"] = flops / 1e9
+        info["gflops_size"] = list(size)
+    return info
+
+
+def format_table(title: str, rows: Sequence[Tuple[str, str]]) -> str:
+    """A two-column text table under ``title``."""
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = [title, "-" * max(len(title), 20)]
+    lines += [f"{key:<{width}}  {value}" for key, value in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Union[str, os.PathLike], record: Dict[str, Any]) -> None:
+    """Write ``record`` as indented JSON, atomically."""
+    text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def summarize_results(folder: Union[str, os.PathLike]) -> str:
+    """A markdown table of every ``infer``/``train`` JSON in ``folder`` (for ``scripts/bench_gpu.sh``),
+    ordered by benchmark, precision, layout and compilation, under a line naming the machine."""
+    records = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("benchmark") in ("infer", "train"):
+            s = rec["settings"]
+            key = (rec["benchmark"], PRECISIONS.index(s["precision"]), s["channels_last"], s["compile"])
+            records.append((key, path.name, rec))
+    if not records:
+        return "no infer/train results\n"
+    records.sort(key=lambda item: item[0])
+    first = records[0][2]
+    env, size = first["env"], first["settings"]["size"]
+    lines = [f"{env['device_name']} ({env['device']}), torch {env['torch']}, CUDA {env['cuda']}; "
+             f"{first['config']} at {size[0]}x{size[1]}; code {env.get('git')}", "",
+             "| what | precision | options | result | peak MB | file |", "| --- | --- | --- | --- | ---: | --- |"]
+    for _, name, rec in records:
+        s, r = rec["settings"], rec["results"]
+        flags = "+".join(f for f, on in (("channels_last", s["channels_last"]), ("compile", s["compile"])) if on)
+        if rec["benchmark"] == "infer":
+            lat = r["latency_ms"]
+            figure = (f"{lat['forward']['median_ms']:.2f} / {lat['forward_postprocess']['median_ms']:.2f} / "
+                      f"{lat['end_to_end']['median_ms']:.2f} ms @1 (forward / +NMS / end to end); "
+                      f"{r['throughput']['images_per_s']:.1f} img/s @{r['throughput']['batch']}")
+            memory = r["peak_memory_mb"].get(f"batch_{r['throughput']['batch']}")
+        else:
+            figure = f"{r['step_ms']['median_ms']:.1f} ms/step; {r['images_per_s']:.1f} img/s @{r['batch']}"
+            memory = r["peak_memory_mb"]
+        lines.append(f"| {rec['benchmark']} | {s['precision']} | {flags or '-'} | {figure} | "
+                     f"{memory if memory is not None else '-'} | {name} |")
+    return "\n".join(lines) + "\n"
