@@ -167,7 +167,8 @@ def random_case(batch=3, size=160, classes=5, boxes=25, seed=0):
     return outs, t
 
 
-@pytest.mark.parametrize("options", [{}, {"iou_type": "giou"}, {"anchor_thresh": 0.3}, {"label_smooth": False}])
+@pytest.mark.parametrize("options", [{}, {"iou_type": "giou"}, {"anchor_thresh": 0.3}, {"label_smooth": False},
+                                     {"ignore_thresh": 0.4}, {"ignore_thresh": 0.5}])
 def test_batched_loss_equals_the_plain_loop(options):
     outs, t = random_case()
     loss = YoloLoss(ANCHORS, STRIDES, 5, **options)
@@ -196,3 +197,24 @@ def test_batched_assignment_equals_the_box_by_box_loop(anchor_thresh):
     for level, owners in zip(batched, looped):
         got = {(b, a, y, x): i for b, a, y, x, i in zip(*(v.tolist() for v in level))}
         assert got == owners
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_ignore_search_finds_what_the_dense_one_finds(seed):
+    """Above IoU 0.5 only predictions whose cell the box overlaps can be ignored: the shortcut loses none."""
+    outs, t = random_case(batch=2, size=160, boxes=30, seed=seed)
+    outs = [o * 0.3 for o in outs]  # boxes near their anchors: many overlap the targets well
+    loss = YoloLoss(ANCHORS, STRIDES, 5, ignore_thresh=0.5)
+    from yolo_asff.models.loss import _decode, _per_image_boxes
+    from yolo_asff.models.head import make_grid
+    from yolo_asff.utils.boxes import max_iou
+
+    ignored = 0
+    for level, raw in enumerate(outs):
+        _, a, h, w, _ = raw.shape
+        boxes = _decode(raw[..., :4], make_grid(h, w, raw.device, raw.dtype), STRIDES[level], ANCHORS[level].view(1, a, 1, 1, 2))
+        dense = (max_iou(boxes.view(2, -1, 4), _per_image_boxes(t, 2)) <= 0.5).view(2, a, h, w)
+        sparse = loss._not_ignored_sparse(raw, t, STRIDES[level], ANCHORS[level])
+        assert torch.equal(dense, sparse)
+        ignored += int((~sparse).sum())
+    assert ignored > 10  # the case really exercises the rule

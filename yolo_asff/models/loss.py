@@ -85,6 +85,13 @@ def assign_targets(
     return result
 
 
+def _decode(txywh: Tensor, cell_xy: Tensor, stride: int, anchors_wh: Tensor) -> Tensor:
+    """Boxes ``(..., 4)`` xyxy in input pixels from logits ``(..., 4)``, cell (x, y) and anchor (w, h), broadcast."""
+    xy = (txywh[..., :2].sigmoid() + cell_xy) * stride
+    wh = txywh[..., 2:4].clamp(max=_MAX_LOG_WH).exp() * anchors_wh
+    return torch.cat((xy - wh / 2, xy + wh / 2), dim=-1)
+
+
 def _per_image_boxes(targets: Tensor, batch_size: int) -> Tensor:
     """Ground-truth boxes padded per image: ``(B, G, 4)`` (padding rows are all-zero boxes, IoU 0)."""
     b = targets[:, 0].long()
@@ -151,6 +158,40 @@ class YoloLoss(nn.Module):
         out[torch.arange(len(labels), device=labels.device), labels] = high
         return out
 
+    def _not_ignored_sparse(self, raw: Tensor, targets: Tensor, stride: int, anchors: Tensor) -> Tensor:
+        """``(B, A, H, W)`` bool: False where a prediction's box has IoU > ``ignore_thresh`` with a box of its image.
+
+        Only predictions that can pass are looked at. IoU(p, g) > 0.5 needs p's centre inside g
+        (a centre outside leaves at least half of p outside g), and a prediction's centre lies in
+        its own cell; so only the cells a ground-truth box overlaps are decoded and compared with
+        that box, instead of every prediction with every box (``ignore_thresh`` >= 0.5 only).
+        """
+        batch_size, num_anchors, h, w, _ = raw.shape
+        not_ignored = torch.ones(raw.shape[:4], dtype=torch.bool, device=raw.device)
+        if len(targets) == 0:
+            return not_ignored
+        boxes = targets[:, 2:6]
+        lo = (boxes[:, :2] / stride).floor().long()
+        hi = (boxes[:, 2:] / stride).ceil().long() - 1
+        lo = torch.stack((lo[:, 0].clamp(0, w - 1), lo[:, 1].clamp(0, h - 1)), dim=1)
+        hi = torch.stack((hi[:, 0].clamp(0, w - 1), hi[:, 1].clamp(0, h - 1)), dim=1)
+        extent = (hi - lo + 1).clamp(min=0)  # cells covered along x and y
+        counts = extent.prod(1)
+        t = torch.repeat_interleave(torch.arange(len(targets), device=raw.device), counts)  # (K,)
+        if len(t) == 0:
+            return not_ignored
+        offset = torch.arange(len(t), device=raw.device) - (torch.cumsum(counts, 0) - counts)[t]
+        gx = lo[t, 0] + offset % extent[t, 0]
+        gy = lo[t, 1] + offset // extent[t, 0]
+        b = targets[t, 0].long()
+        pred = raw[..., :4][b, :, gy, gx]  # (K, A, 4): slice first, so only the box logits are gathered
+        cell = torch.stack((gx, gy), dim=1).to(raw.dtype)[:, None, :]
+        decoded = _decode(pred, cell, stride, anchors[None])
+        hit = aligned_iou(decoded, boxes[t][:, None, :]) > self.ignore_thresh  # (K, A)
+        k, a = hit.nonzero(as_tuple=True)
+        not_ignored[b[k], a, gy[k], gx[k]] = False
+        return not_ignored
+
     def forward(
         self, outputs: List[Tensor], targets: Tensor, image_size: Tuple[int, int]
     ) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -171,14 +212,14 @@ class YoloLoss(nn.Module):
             raw = raw.float()
             stride, anchors = self.strides[level], self.anchors[level]
             _, num_anchors, h, w, _ = raw.shape
-            grid = make_grid(h, w, device, raw.dtype)
-            xy = (raw[..., :2].sigmoid() + grid) * stride
-            wh = raw[..., 2:4].clamp(max=_MAX_LOG_WH).exp() * anchors.view(1, num_anchors, 1, 1, 2)
-            boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=-1)  # (B, A, H, W, 4)
-
             with torch.no_grad():
-                best_iou = max_iou(boxes.detach().view(batch_size, -1, 4), gt_per_image)
-                obj_mask = (best_iou <= self.ignore_thresh).view(batch_size, num_anchors, h, w)
+                if self.ignore_thresh >= 0.5:
+                    obj_mask = self._not_ignored_sparse(raw, targets, stride, anchors)
+                else:
+                    boxes = _decode(raw[..., :4], make_grid(h, w, device, raw.dtype), stride,
+                                    anchors.view(1, num_anchors, 1, 1, 2))
+                    best_iou = max_iou(boxes.view(batch_size, -1, 4), gt_per_image)
+                    obj_mask = (best_iou <= self.ignore_thresh).view(batch_size, num_anchors, h, w)
             obj_target = torch.zeros_like(obj_mask, dtype=raw.dtype)
             index = (pos.batch, pos.anchor, pos.gy, pos.gx)
             obj_mask = obj_mask.index_put(index, torch.ones_like(pos.batch, dtype=torch.bool))
@@ -196,7 +237,8 @@ class YoloLoss(nn.Module):
             wh_target = torch.log(sizes[t] / anchors[pos.anchor])
             xy_loss = F.binary_cross_entropy_with_logits(p[:, :2], xy_target, reduction="none").sum(1)
             wh_loss = (p[:, 2:4] - wh_target).abs().sum(1)
-            iou = aligned_iou(boxes[index], targets[t, 2:6], giou=self.giou)
+            boxes = _decode(p[:, :4], gxy, stride, anchors[pos.anchor])
+            iou = aligned_iou(boxes, targets[t, 2:6], giou=self.giou)
             iou_loss = 1.0 - iou if self.giou else 1.0 - iou * iou
             cls_loss = F.binary_cross_entropy_with_logits(
                 p[:, 5:], self._class_targets(labels[t]), reduction="none"
