@@ -593,15 +593,20 @@ def dump_config(cfg: Config, path: Union[str, os.PathLike]) -> None:
     Path(path).write_text(config_to_yaml(cfg), encoding="utf-8")
 
 
-def iter_config_fields(cls: Any = Config, prefix: str = "") -> Iterator[Tuple[str, str, Any, str]]:
-    """Yield ``(dotted key, type, default, help)`` for every config field, for generated docs."""
+def iter_config_fields(cls: Any = Config, prefix: str = "", defaults: Any = None) -> Iterator[Tuple[str, str, Any, str]]:
+    """Yield ``(dotted key, type, default, help)`` for every config field, for generated docs.
+
+    Defaults are read from a default instance, so nested sections report the values they really
+    start with (``data.train.ann_file`` is COCO's train2017 file, not the bare split's empty string).
+    """
+    defaults = defaults if defaults is not None else cls()
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init:  # Config.source: set by load_config, not a YAML key
             continue
         tp = hints[f.name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = getattr(defaults, f.name)
         if dataclasses.is_dataclass(tp):
-            yield from iter_config_fields(tp, f"{prefix}{f.name}.")
+            yield from iter_config_fields(tp, f"{prefix}{f.name}.", default)
         else:
-            yield f"{prefix}{f.name}", _type_name(tp), default, f.metadata.get("help", "")
+            yield f"{prefix}{f.name}", _type_name(tp), copy.deepcopy(default), f.metadata.get("help", "")

@@ -102,8 +102,17 @@ def test_unusable_datasets_stop_with_the_path(tmp_path):
         load_coco(bad, tmp_path)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"images": []}))
-    with pytest.raises(DatasetError, match="no annotations, categories"):
+    with pytest.raises(DatasetError, match="no categories"):
         load_coco(other, tmp_path)
     ann, _ = make_coco(tmp_path, [img(1)], [], write_images=False)
     with pytest.raises(DatasetError, match=r"no usable images in .*instances.json with images under .*wrong.*image file missing"):
         load_coco(ann, tmp_path / "wrong")
+
+
+def test_image_info_file_without_annotations_loads_for_test_dev(tmp_path):
+    ann, img_dir = make_coco(tmp_path, [img(1), img(2)], [])
+    data = json.loads(ann.read_text())
+    del data["annotations"]  # as in COCO's image_info_test-dev2017.json
+    ann.write_text(json.dumps(data))
+    loaded = load_coco(ann, img_dir)
+    assert [r.image_id for r in loaded.records] == [1, 2] and all(len(r.boxes) == 0 for r in loaded.records)

@@ -48,9 +48,12 @@ def _read_json(ann_file: Path) -> dict:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{ann_file} is not valid JSON: {exc}") from exc
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
-    if missing:
-        raise DatasetError(f"{ann_file} is not a COCO instances file: it has no {', '.join(missing)} list")
+    missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
+    if missing or not isinstance(data.get("annotations", []), list):
+        what = ", ".join(missing) if missing else "annotations"
+        raise DatasetError(f"{ann_file} is not a COCO instances file: it has no {what} list")
+    # An image-info file (COCO test-dev) has no annotations: images to predict on, nothing to score.
+    data.setdefault("annotations", [])
     return data
 
 

@@ -163,6 +163,11 @@ class Trainer:
         self.train_images = 0
         if resume is not None:
             self._resume(resume)
+        if t.scheduler == "cosine" and t.cosine_end_epoch > t.epochs:
+            self.monitor.warning(
+                "train.cosine_end_epoch (%d) is after the last epoch (train.epochs=%d): the lr will stop at %.3g "
+                "before decaying to train.min_lr; move train.cosine_start_epoch / cosine_end_epoch with train.epochs",
+                t.cosine_end_epoch, t.epochs, self.schedule(t.epochs))
         self.evaluator: Any = None
         self._stop_requested = False  # set by a signal on this rank
         self._stop_agreed = False  # some rank asked: every rank stops at the same batch
