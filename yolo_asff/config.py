@@ -137,7 +137,8 @@ class TrainConfig:
     nominal_batch_size: int = _f(64, "gradients are accumulated up to this many images per optimizer step")
     lr: float = _f(0.001, "learning rate at ref_batch_size images per step; scaled linearly to the real total")
     ref_batch_size: int = _f(64, "batch size that lr is given for")
-    momentum: float = _f(0.9, "SGD momentum")
+    optimizer: str = _f("sgd", "sgd (the paper's recipe) or adamw (faster from scratch on small data)")
+    momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)")
     nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(5e-4, "weight decay, conv weights only")
     warmup_epochs: float = _f(5.0, "warm-up length; lr rises as progress^4")
@@ -226,6 +227,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "model.act": ("leaky", "relu", "silu"),
     "data.format": ("coco", "voc"),
     "train.scheduler": ("cosine", "step"),
+    "train.optimizer": ("sgd", "adamw"),
     "train.iou_loss": ("iou", "giou"),
 }
 LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls")

@@ -108,6 +108,9 @@ def test_weight_decay_only_on_conv_weights():
     assert all(p.dim() == 4 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     assert opt.defaults["nesterov"]
+    adamw = build_optimizer(model, 0.001, 0.9, 0.05, kind="adamw")
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.05
+    assert adamw.param_groups[1]["weight_decay"] == 0 and adamw.defaults["betas"] == (0.9, 0.999)
 
 
 def test_ema_ramps_and_averages():

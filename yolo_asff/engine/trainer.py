@@ -146,7 +146,7 @@ class Trainer:
         total_batch = t.batch_size * self.world * self.accumulate
         self.base_lr = scaled_lr(t.lr, total_batch, t.ref_batch_size)
         self.schedule = LrSchedule.from_config(t, self.base_lr)
-        self.optimizer = build_optimizer(model, self.base_lr, t.momentum, t.weight_decay, t.nesterov)
+        self.optimizer = build_optimizer(model, self.base_lr, t.momentum, t.weight_decay, t.nesterov, t.optimizer)
         self.ema = ModelEMA(model, t.ema_decay) if t.ema else None
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
