@@ -163,7 +163,7 @@ def run_images(predictor: Predictor, source: Source, names: Sequence[str], out: 
     In a folder or glob an unreadable picture is skipped and counted; a single one is an error.
     """
     summary = Summary()
-    bar = tqdm(total=len(source.paths), unit="img", desc="demo")
+    bar = tqdm(total=len(source.paths), unit="img", desc="demo", disable=not sys.stderr.isatty())
     for start in range(0, len(source.paths), predictor.batch_size):
         images, chunk = [], []
         for path in source.paths[start:start + predictor.batch_size]:
@@ -232,7 +232,7 @@ def run_video(predictor: Predictor, source: Source, names: Sequence[str], out: P
     if source.kind == "video" and path.resolve() == source.paths[0].resolve():
         raise UserError(f"--out {out} would overwrite the source video {path}; choose another --out")
     summary, writer = Summary(), None
-    bar = tqdm(total=total if total > 0 else None, unit="frame", desc="demo")
+    bar = tqdm(total=total if total > 0 else None, unit="frame", desc="demo", disable=not sys.stderr.isatty())
     try:
         frames = read_frames(capture, total, summary)
         while True:
