@@ -31,6 +31,7 @@ from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.data import DatasetError  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
 from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
+from yolo_asff.engine.predictor import resolve_device  # noqa: E402
 from yolo_asff.utils.files import atomic_write  # noqa: E402
 from yolo_asff.utils.logging import get_logger, setup_logging  # noqa: E402
 
@@ -51,15 +52,11 @@ def config_opts(args: argparse.Namespace) -> List[str]:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``; a user error otherwise."""
     try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from exc
+        return resolve_device(name)
+    except ValueError as exc:
+        raise UserError(f"--device: {exc}") from exc
 
 
 def load_weights(model: nn.Module, path: Path) -> str:

@@ -76,7 +76,9 @@ def builtin_cfg(root, *opts):
 
 
 def test_loader_batches_on_the_builtin_data(builtin_root):
-    cfg = builtin_cfg(builtin_root, "train.mixup_prob=1.0")
+    # Mixup and the test size are set here: the shipped CPU config turns mixup off for its short schedule.
+    cfg = builtin_cfg(builtin_root, "train.mixup=true", "train.mixup_prob=1.0",
+                      "train.no_mixup_epochs=0", "test.img_size=320")
     loader = build_dataloader(cfg, "train", distributed=False)
     loader.batch_sampler.set_epoch(0)
     batch = next(iter(loader))
