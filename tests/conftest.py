@@ -29,3 +29,13 @@ def make_model(variant: str = "yolov3_asff", **overrides):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny models: on a shared 2-core machine two threads wait on each other
+    (measured ~10x slower). Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.data import SampleRequest, build_dataset, collate  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.utils.benchmark import (  # noqa: E402
     PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
     format_table, resolve_device, write_json,
@@ -84,8 +84,7 @@ def bench_model(args: argparse.Namespace) -> dict:
     model = build_model(cfg)
     weights = getattr(args, "weights", None)
     if weights:
-        checkpoint = load_checkpoint(weights)
-        load_model_weights(model, checkpoint, key="ema" if isinstance(checkpoint.get("ema"), dict) else "model")
+        load_weights_file(model, weights)
     infer = args.what == "infer"
     size = _size(args, cfg.test.img_size if infer else cfg.data.img_size)
     batch = args.batch or (cfg.test.batch_size if infer else cfg.train.batch_size)

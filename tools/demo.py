@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_asff import build_model, load_config, load_darknet_weights  # noqa: E402
+from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import Config, ConfigError  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.postprocess import Detections  # noqa: E402
 from yolo_asff.engine.predictor import Predictor, read_image, resolve_device  # noqa: E402
 from yolo_asff.utils.fusion_maps import fusion_figure  # noqa: E402
@@ -130,14 +130,12 @@ def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
 def load_weights(model: torch.nn.Module, path: Path) -> List[str]:
     """Load a checkpoint ('ema' weights when present) or a Darknet .weights file; lines to print."""
     try:
-        if path.suffix.lower() == ".weights":
-            count = load_darknet_weights(model, path)
-            return [f"weights: {path}: {count} Darknet layers loaded"]
-        checkpoint = load_checkpoint(path)
-        key = "ema" if checkpoint.get("ema") else "model"
-        report = load_model_weights(model, checkpoint, key)
+        loaded = load_weights_file(model, path)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from exc
+    if loaded.source == "darknet":
+        return [f"weights: {path}: {loaded.darknet_layers} Darknet layers loaded"]
+    key, report = loaded.source, loaded.report
     if not report.loaded:
         raise UserError(f"none of the tensors in {path} fit this model: does --config match the checkpoint?")
     lines = [f"weights: {path} ({key}): {report.summary()}"]

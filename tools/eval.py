@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.data import DatasetError  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
 from yolo_asff.engine.predictor import resolve_device  # noqa: E402
 from yolo_asff.utils.files import atomic_write  # noqa: E402
@@ -65,17 +65,13 @@ def load_weights(model: nn.Module, path: Path) -> str:
     A checkpoint that does not fit the model (another architecture or class count) is an
     error here, unlike when fine-tuning: evaluating half-initialised weights means nothing.
     """
-    if path.suffix == ".weights":
-        from yolo_asff import load_darknet_weights
-
-        try:
-            load_darknet_weights(model, path)
-        except (ValueError, FileNotFoundError) as exc:
-            raise UserError(str(exc)) from exc
+    try:
+        loaded = load_weights_file(model, path)
+    except (ValueError, FileNotFoundError) as exc:  # a Darknet file of the wrong size
+        raise UserError(str(exc)) from exc
+    if loaded.source == "darknet":
         return "darknet"
-    checkpoint = load_checkpoint(path)
-    key = "ema" if isinstance(checkpoint.get("ema"), Mapping) and checkpoint["ema"] else "model"
-    report = load_model_weights(model, checkpoint, key)
+    key, report = loaded.source, loaded.report
     missing = [n for n in report.missing if not n.endswith("num_batches_tracked")]
     if report.shape_mismatch or missing:
         raise UserError(f"{path} ({key} weights) does not fit the model of this config: {report.summary()}. "

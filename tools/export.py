@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import ConfigError  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights  # noqa: E402
+from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.export import (  # noqa: E402
     DEFAULT_OPSET, INSTALL_HINT, SUPPORTED_OPSETS, ExportError, check_onnx, export_onnx, onnx_output_names,
 )
@@ -74,10 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError("--batch and --max-det must be at least 1")
     model = build_model(cfg)
     if args.weights:
-        checkpoint = load_checkpoint(args.weights)
-        key = "ema" if isinstance(checkpoint.get("ema"), dict) else "model"
-        report = load_model_weights(model, checkpoint, key=key)
-        print(f"weights     {args.weights} ({key}): {report.summary()}")
+        loaded = load_weights_file(model, args.weights)
+        what = f"{loaded.darknet_layers} Darknet layers" if loaded.report is None else loaded.report.summary()
+        print(f"weights     {args.weights} ({loaded.source}): {what}")
     else:
         print("weights     none (random initialisation): pass --weights for a useful model")
     device = "cuda" if args.half and torch.cuda.is_available() else "cpu"

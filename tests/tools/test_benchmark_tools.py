@@ -21,13 +21,7 @@ OPTS = ["model.width=0.125"]
 TINY = ["--config", CONFIG, "--device", "cpu", "--size", "64", "--batch", "2", "--warmup", "0", "--iters", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: extra intra-op threads only add overhead, and spin-wait on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def benchmark_main(argv):

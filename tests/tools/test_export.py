@@ -21,13 +21,7 @@ CONFIG = str(REPO / "configs" / "builtin.yaml")
 OPTS = ["model.width=0.125"]  # 6 classes, ~1 M parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: extra intra-op threads only add overhead, and spin-wait on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_tool(name: str):

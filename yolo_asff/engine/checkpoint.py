@@ -12,6 +12,7 @@ Only tensors, containers and plain Python values go in, so every file loads with
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -31,6 +32,10 @@ __all__ = [
     "load_model_weights",
     "atomic_torch_save",
     "unwrap_model",
+    "WeightsLoad",
+    "is_darknet_file",
+    "preferred_weights_key",
+    "load_weights_file",
 ]
 
 CHECKPOINT_FORMAT = "yolo_asff"
@@ -180,3 +185,38 @@ def load_model_weights(
     log = get_logger("checkpoint")
     log.info("weights: %s", report.summary())
     return report
+
+
+_DARKNET_NAME = re.compile(r"\.(weights|conv\.\d+)$", re.IGNORECASE)
+
+
+def is_darknet_file(path: PathLike) -> bool:
+    """Whether ``path`` is named like a Darknet weights file (``*.weights``, ``darknet53.conv.74``)."""
+    return bool(_DARKNET_NAME.search(Path(path).name))
+
+
+def preferred_weights_key(checkpoint: Mapping[str, Any]) -> str:
+    """``"ema"`` when the checkpoint holds EMA weights (the better model), else ``"model"``."""
+    return "ema" if isinstance(checkpoint.get("ema"), Mapping) and checkpoint["ema"] else "model"
+
+
+@dataclass
+class WeightsLoad:
+    """What :func:`load_weights_file` loaded: ``source`` is ``darknet``, ``ema`` or ``model``."""
+
+    source: str
+    report: Optional[LoadReport] = None  # checkpoints: tensors loaded and skipped
+    darknet_layers: int = 0  # Darknet files: layers loaded
+
+
+def load_weights_file(model: nn.Module, path: PathLike) -> WeightsLoad:
+    """Fill ``model`` from a weights file: a Darknet file, or a checkpoint / state_dict (its EMA weights
+    when it has them). Tensors of another shape are skipped and reported; each caller decides whether
+    that is acceptable (fine-tuning) or not (evaluation)."""
+    if is_darknet_file(path):
+        from ..io.darknet import load_darknet_weights
+
+        return WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
+    checkpoint = load_checkpoint(path)
+    key = preferred_weights_key(checkpoint)
+    return WeightsLoad(key, report=load_model_weights(model, checkpoint, key=key))

@@ -7,13 +7,11 @@ optimizer, GradScaler, epoch, batch within the epoch and the random-number state
 """
 from __future__ import annotations
 
-import copy
 import os
 import random
 import signal
 import threading
 import time
-import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -26,9 +24,9 @@ from ..config import Config, dump_config
 from ..data import build_dataloader, build_dataset
 from ..models import build_model
 from ..models.loss import build_loss
-from ..utils.logging import get_logger, setup_logging
+from ..utils.logging import setup_logging
 from . import dist
-from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint, unwrap_model
+from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .ema import ModelEMA
 from .monitor import RunMonitor, Throughput, format_duration, write_json
 from .optim import LrSchedule, build_optimizer, scaled_lr
@@ -50,14 +48,10 @@ def load_initial_weights(model: nn.Module, path: PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--weights: file not found: {path}")
-    if zipfile.is_zipfile(path):  # torch.save's format; Darknet files are raw float32
-        checkpoint = load_checkpoint(path)
-        key = "ema" if isinstance(checkpoint.get("ema"), dict) else "model"
-        return f"{key} weights of {path}: " + load_model_weights(model, checkpoint, key=key).summary()
-    from ..io.darknet import load_darknet_weights
-
-    layers = load_darknet_weights(unwrap_model(model), path)
-    return f"{layers} Darknet layers from {path}"
+    loaded = load_weights_file(model, path)
+    if loaded.source == "darknet":
+        return f"{loaded.darknet_layers} Darknet layers from {path}"
+    return f"{loaded.source} weights of {path}: " + loaded.report.summary()
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -122,14 +116,7 @@ class Trainer:
                 f"{t.batch_size}: lower train.batch_size"
             )
 
-        model_cfg = cfg
-        if cfg.model.norm == "syncbn" and self.device.type != "cuda":
-            model_cfg = copy.deepcopy(cfg)
-            model_cfg.model.norm = "bn"
-            if self.world > 1:
-                self.monitor.warning("model.norm=syncbn needs GPUs (NCCL); training on %s with per-process BatchNorm",
-                                     self.device)
-        model = build_model(model_cfg)  # after init_process_group, so that model.norm=syncbn takes effect
+        model = build_model(cfg)  # after init_process_group, so that model.norm=syncbn takes effect
         if weights is not None:
             self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
         model.to(self.device)

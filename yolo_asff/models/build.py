@@ -5,6 +5,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 
+from ..utils.logging import get_logger
 from .asff import AsffFusion, LevelExpand
 from .blocks import make_conv_factory
 from .darknet import Darknet53, TinyDarknet
@@ -61,6 +62,12 @@ def build_model(cfg: Any) -> YoloDetector:
     head = YoloHead(head_channels, pyramid.strides, anchors, m.num_classes, m.rfb, m.prior_prob)
     model = YoloDetector(backbone, pyramid, head, fusion)
     if m.norm == "syncbn" and torch.distributed.is_available() and torch.distributed.is_initialized():
-        # In a single process SyncBN is plain BN, so it is only swapped in under torch.distributed.
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # In a single process SyncBN is plain BN, so it is only swapped in under torch.distributed; and
+        # PyTorch's SyncBN runs on GPUs only (NCCL), so processes on CPUs (gloo) keep per-process BN.
+        if torch.distributed.get_backend() == "nccl":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            get_logger("model").warning("model.norm=syncbn needs GPUs (the NCCL backend); with the %s backend "
+                                        "each process keeps its own BatchNorm statistics",
+                                        torch.distributed.get_backend())
     return model
