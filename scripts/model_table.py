@@ -20,6 +20,9 @@ MODELS = [
     ("YOLOv3 + ASFF", "yolov3_asff_coco.yaml"),
     ("YOLOv3 + ASFF* (RFB, DropBlock)", "yolov3_asff_star_coco.yaml"),
     ("YOLOv3-tiny", "yolov3_tiny_coco.yaml"),
+    ("official YOLOv3 baseline (guided-anchor head)", "official/yolov3_baseline_coco.yaml"),
+    ("official YOLOv3 + ASFF (guided-anchor head)", "official/yolov3_asff_coco.yaml"),
+    ("official YOLOv3 + ASFF* (guided-anchor head)", "official/yolov3_asff_star_coco.yaml"),
 ]
 
 

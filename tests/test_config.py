@@ -31,7 +31,7 @@ def test_bases_merge_in_order_and_child_wins(tmp_path):
     assert cfg.model.width == 0.5  # nested dicts merge: a's other keys survive
     assert cfg.train.lr == 0.01 and cfg.train.epochs == 7  # child wins
     # mappings merge over the defaults too: the other loss terms keep their weight
-    assert cfg.train.loss_weights == {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 2.0, "cls": 1.0}
+    assert cfg.train.loss_weights == {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 2.0, "cls": 1.0, "guide": 1.0}
 
 
 def test_type_error_names_the_file_that_set_the_key(tmp_path):

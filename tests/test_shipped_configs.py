@@ -14,15 +14,16 @@ from yolo_asff.data.voc import VOC_CLASSES
 from yolo_asff.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SHIPPED = sorted(p for p in CONFIGS.glob("*.yaml"))
+SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts)
 
 
 def test_configs_are_found():
-    names = {p.name for p in SHIPPED}
-    assert {"yolov3_asff_coco.yaml", "yolov3_asff_voc.yaml", "builtin.yaml"} <= names
+    names = {str(p.relative_to(CONFIGS)) for p in SHIPPED}
+    assert {"yolov3_asff_coco.yaml", "yolov3_asff_voc.yaml", "builtin.yaml", "official/yolov3_asff_coco.yaml",
+            "official/yolov3_asff_star_coco.yaml", "official/yolov3_baseline_coco.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS).with_suffix("")))
 def test_config_loads_and_builds(path):
     # Width 0.125 keeps every model small; the architecture, class count and options are the config's.
     cfg = load_config(path, ["model.width=0.125"])

@@ -52,8 +52,15 @@ class ModelConfig:
 
     arch: str = _f("yolov3_asff", "yolov3 (Darknet's neck), yolov3_asff (the ASFF paper's SPP pyramid) or yolov3_tiny")
     num_classes: int = _f(80, "number of object classes")
+    head: str = _f(
+        "yolov3",
+        "yolov3 (a plain 1x1 conv per level) or guided (the official ASFF head: guided anchors, an anchor-free "
+        "slot and a deformable feature adaption; needed for the released checkpoints)",
+    )
     anchors: Optional[List[List[float]]] = _f(
-        None, "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the arch's default"
+        None,
+        "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the default of the "
+        "arch and head (the guided head's official set differs from YOLOv3's in its ninth anchor)",
     )
     fusion: bool = _f(True, "ASFF fusion on (off = the paper's baseline); yolov3_asff only")
     fusion_channels: int = _f(16, "width of the 1x1 convs that compute the fusion weights (8 with RFB in the paper)")
@@ -164,7 +171,8 @@ class TrainConfig:
     )
     iou_loss: str = _f("iou", "iou (1 - IoU^2) or giou")
     loss_weights: Dict[str, float] = _f(
-        {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 1.0, "cls": 1.0}, "weight of each loss term"
+        {"xy": 1.0, "wh": 1.0, "iou": 1.0, "obj": 1.0, "cls": 1.0, "guide": 1.0},
+        "weight of each loss term (guide: the guided head's anchor-shape loss)",
     )
     ignore_thresh: float = _f(0.7, "predictions with IoU above this with a ground-truth box get no objectness loss")
     anchor_thresh: Optional[float] = _f(
@@ -223,6 +231,7 @@ class ConfigError(ValueError):
 
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "model.arch": ("yolov3", "yolov3_asff", "yolov3_tiny"),
+    "model.head": ("yolov3", "guided"),
     "model.norm": ("bn", "syncbn"),
     "model.act": ("leaky", "relu", "silu"),
     "data.format": ("coco", "voc"),
@@ -230,7 +239,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "train.optimizer": ("sgd", "adamw"),
     "train.iou_loss": ("iou", "giou"),
 }
-LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls")
+LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls", "guide")
 OPTS = "--opts"
 
 

@@ -25,6 +25,7 @@ from ..models.asff import AsffFusion
 from ..models.blocks import SPP, ConvBNAct
 from ..models.darknet import Darknet53, TinyDarknet
 from ..models.detector import YoloDetector
+from ..models.head import YoloHead
 from ..models.pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
@@ -49,13 +50,14 @@ def darknet_layers(model: YoloDetector) -> List[Layer]:
     backbone, pyramid, head = model.backbone, model.pyramid, model.head
     if isinstance(backbone, Darknet53):
         layers = _cbls([backbone])
-        if isinstance(pyramid, YoloV3Pyramid):
+        # Past the backbone a Darknet file interleaves the neck with plain output convs: only a plain head fits.
+        if isinstance(pyramid, YoloV3Pyramid) and isinstance(head, YoloHead):
             p = pyramid
             layers += _cbls([p.block32, p.branch32]) + [(head.convs[2], None)]
             layers += _cbls([p.lateral16, p.block16, p.branch16]) + [(head.convs[1], None)]
             layers += _cbls([p.lateral8, p.block8, p.branch8]) + [(head.convs[0], None)]
         return layers
-    if isinstance(backbone, TinyDarknet) and isinstance(pyramid, TinyPyramid):
+    if isinstance(backbone, TinyDarknet) and isinstance(pyramid, TinyPyramid) and isinstance(head, YoloHead):
         p = pyramid
         return (_cbls([backbone, p.reduce32, p.branch32]) + [(head.convs[1], None)]
                 + _cbls([p.lateral16, p.branch16]) + [(head.convs[0], None)])
@@ -229,7 +231,9 @@ def _check_expressible(model: YoloDetector) -> None:
     if model.fusion is not None:
         fused = isinstance(model.fusion, AsffFusion)
         problems.append("ASFF fusion (model.fusion)" if fused else "the no-fusion baseline's level expansion")
-    if any(not isinstance(rfb, nn.Identity) for rfb in model.head.rfbs):
+    if not isinstance(model.head, YoloHead):
+        problems.append("the guided-anchor head (model.head='guided')")
+    elif any(not isinstance(rfb, nn.Identity) for rfb in model.head.rfbs):
         problems.append("RFB blocks before the heads (model.rfb)")
     acts = {type(m.act).__name__ for m in model.modules() if isinstance(m, ConvBNAct)
             and not (isinstance(m.act, nn.LeakyReLU) and m.act.negative_slope == 0.1)}

@@ -10,25 +10,33 @@ from .asff import AsffFusion, LevelExpand
 from .blocks import make_conv_factory
 from .darknet import Darknet53, TinyDarknet
 from .detector import YoloDetector
+from .guided_head import GuidedAnchorHead
 from .head import YoloHead
 from .pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
 
-__all__ = ["build_model", "default_anchors", "ARCHITECTURES"]
+__all__ = ["build_model", "default_anchors", "ARCHITECTURES", "HEADS"]
 
 ARCHITECTURES = ("yolov3", "yolov3_asff", "yolov3_tiny")
+HEADS = ("yolov3", "guided")
 
 # (w, h) in input pixels, smallest first (SPEC sections 5 and 6).
 YOLOV3_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]]
 TINY_ANCHORS = [[10, 14], [23, 27], [37, 58], [81, 82], [135, 169], [344, 319]]
+# The official ASFF code's set for its guided-anchor head (SPEC section 11): the ninth differs from YOLOv3's.
+OFFICIAL_ASFF_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [42, 119], [116, 90], [156, 198], [121, 240]]
 
 
-def default_anchors(arch: str) -> List[List[float]]:
-    """The published anchors of an architecture, smallest first."""
-    return [list(a) for a in (TINY_ANCHORS if arch == "yolov3_tiny" else YOLOV3_ANCHORS)]
+def default_anchors(arch: str, head: str = "yolov3") -> List[List[float]]:
+    """The published anchors of an architecture and head, smallest first."""
+    if arch == "yolov3_tiny":
+        table = TINY_ANCHORS
+    else:
+        table = OFFICIAL_ASFF_ANCHORS if head == "guided" else YOLOV3_ANCHORS
+    return [list(a) for a in table]
 
 
-def _anchor_tensor(anchors: Optional[Sequence[Sequence[float]]], arch: str, levels: int) -> torch.Tensor:
-    table = torch.tensor(anchors if anchors is not None else default_anchors(arch), dtype=torch.float32)
+def _anchor_tensor(anchors: Optional[Sequence[Sequence[float]]], arch: str, head: str, levels: int) -> torch.Tensor:
+    table = torch.tensor(anchors if anchors is not None else default_anchors(arch, head), dtype=torch.float32)
     if table.dim() != 2 or table.shape[1] != 2 or table.shape[0] % levels:
         raise ValueError(f"model.anchors: need a list of [w, h] pairs divisible into {levels} levels")
     return table.view(levels, -1, 2)
@@ -40,6 +48,8 @@ def build_model(cfg: Any) -> YoloDetector:
     m = getattr(cfg, "model", cfg)
     if m.arch not in ARCHITECTURES:
         raise ValueError(f"model.arch: unknown architecture {m.arch!r}; choose one of {ARCHITECTURES}")
+    if m.head not in HEADS:
+        raise ValueError(f"model.head: unknown head {m.head!r}; choose one of {HEADS}")
     conv = make_conv_factory(m.act, m.bn_eps, m.bn_momentum)
     fusion = None
     if m.arch == "yolov3_tiny":
@@ -58,8 +68,9 @@ def build_model(cfg: Any) -> YoloDetector:
             else:
                 fusion = LevelExpand(pyramid.out_channels, conv, m.width)
         head_channels = fusion.out_channels if fusion is not None else pyramid.out_channels
-    anchors = _anchor_tensor(m.anchors, m.arch, len(pyramid.strides))
-    head = YoloHead(head_channels, pyramid.strides, anchors, m.num_classes, m.rfb, m.prior_prob)
+    anchors = _anchor_tensor(m.anchors, m.arch, m.head, len(pyramid.strides))
+    head_type = GuidedAnchorHead if m.head == "guided" else YoloHead
+    head = head_type(head_channels, pyramid.strides, anchors, m.num_classes, m.rfb, m.prior_prob)
     model = YoloDetector(backbone, pyramid, head, fusion)
     if m.norm == "syncbn" and torch.distributed.is_available() and torch.distributed.is_initialized():
         # In a single process SyncBN is plain BN, so it is only swapped in under torch.distributed; and

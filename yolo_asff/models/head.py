@@ -26,7 +26,8 @@ def decode_level(raw: Tensor, anchors: Tensor, stride: int) -> Tensor:
 
     Args:
         raw: ``(B, A, H, W, 5 + C)`` logits ``tx, ty, tw, th, objectness, classes``.
-        anchors: ``(A, 2)`` anchor (w, h) in input pixels.
+        anchors: ``(A, 2)`` anchor (w, h) in input pixels, or a ``(B, A, H, W, 2)`` map of
+            per-position anchors (the guided-anchor head's predicted sizes).
         stride: the level's stride in input pixels.
 
     Returns:
@@ -37,7 +38,9 @@ def decode_level(raw: Tensor, anchors: Tensor, stride: int) -> Tensor:
     _, num_anchors, h, w, _ = raw.shape
     grid = make_grid(h, w, raw.device, raw.dtype)
     xy = (raw[..., :2].sigmoid() + grid) * stride
-    wh = raw[..., 2:4].exp() * anchors.to(raw).view(1, num_anchors, 1, 1, 2)
+    if anchors.dim() == 2:
+        anchors = anchors.view(1, num_anchors, 1, 1, 2)
+    wh = raw[..., 2:4].exp() * anchors.to(raw)
     return torch.cat((xy - wh / 2, xy + wh / 2, raw[..., 4:].sigmoid()), dim=-1)
 
 

@@ -6,16 +6,17 @@ is no Python loop over images or boxes: the only loop runs over the (three) leve
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.boxes import aligned_iou, max_iou, shape_iou, xyxy_to_cxcywh
+from .guided_head import FREE_SLOT_SCALE, GuidedAnchorHead
 from .head import make_grid
 
-__all__ = ["LevelAssignment", "YoloLoss", "assign_targets", "build_loss", "LOSS_TERMS"]
+__all__ = ["LevelAssignment", "YoloLoss", "GuidedYoloLoss", "assign_targets", "last_wins", "build_loss", "LOSS_TERMS"]
 
 LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls")
 _MIN_SIDE = 1e-2  # pixels: keeps log(gt / anchor) finite for degenerate boxes
@@ -38,6 +39,7 @@ def assign_targets(
     strides: Sequence[int],
     grid_sizes: Sequence[Tuple[int, int]],
     anchor_thresh: Optional[float] = None,
+    dedup: bool = True,
 ) -> List[LevelAssignment]:
     """Match ground-truth boxes to prediction slots (SPEC section 8).
 
@@ -52,6 +54,8 @@ def assign_targets(
         strides: ``L`` strides.
         grid_sizes: ``L`` (H_l, W_l) feature-map sizes.
         anchor_thresh: optional shape-IoU threshold for extra anchors.
+        dedup: apply the last-wins rule (off: every (box, anchor) match, in target order,
+            for callers that move boxes between slots first, then call :func:`last_wins`).
 
     Returns:
         one :class:`LevelAssignment` per level.
@@ -74,15 +78,24 @@ def assign_targets(
         cell = centres[t] / strides[level]
         gx = cell[:, 0].long().clamp(0, w - 1)
         gy = cell[:, 1].long().clamp(0, h - 1)
-        b = targets[t, 0].long()
-        linear = ((b * num_anchors + a) * h + gy) * w + gx
-        unique, inverse = torch.unique(linear, return_inverse=True)
-        order = torch.arange(len(linear), device=device)
-        last = torch.full((len(unique),), -1, dtype=torch.long, device=device).scatter_reduce(
-            0, inverse, order, reduce="amax"
-        )
-        result.append(LevelAssignment(b[last], a[last], gy[last], gx[last], t[last]))
+        pos = LevelAssignment(targets[t, 0].long(), a, gy, gx, t)
+        result.append(last_wins(pos, (h, w), num_anchors) if dedup else pos)
     return result
+
+
+def last_wins(pos: LevelAssignment, grid_size: Tuple[int, int], num_slots: int) -> LevelAssignment:
+    """Keep one entry per slot ``(batch, anchor, gy, gx)``: the last in ``pos`` order (Darknet's rule).
+
+    ``num_slots`` is the number of anchor slots per cell (the range of ``pos.anchor``).
+    """
+    h, w = grid_size
+    linear = ((pos.batch * num_slots + pos.anchor) * h + pos.gy) * w + pos.gx
+    unique, inverse = torch.unique(linear, return_inverse=True)
+    order = torch.arange(len(linear), device=linear.device)
+    last = torch.full((len(unique),), -1, dtype=torch.long, device=linear.device).scatter_reduce(
+        0, inverse, order, reduce="amax"
+    )
+    return LevelAssignment(*(field[last] for field in pos))
 
 
 def _decode(txywh: Tensor, cell_xy: Tensor, stride: int, anchors_wh: Tensor) -> Tensor:
@@ -127,6 +140,8 @@ class YoloLoss(nn.Module):
     weighted terms, detached, for logging.
     """
 
+    terms: Tuple[str, ...] = LOSS_TERMS
+
     def __init__(
         self,
         anchors: Tensor,
@@ -147,7 +162,7 @@ class YoloLoss(nn.Module):
         self.ignore_thresh = ignore_thresh
         self.label_smooth = label_smooth and num_classes > 1
         self.giou = iou_type == "giou"
-        self.weights = {term: float((weights or {}).get(term, 1.0)) for term in LOSS_TERMS}
+        self.weights = {term: float((weights or {}).get(term, 1.0)) for term in self.terms}
         self.anchor_thresh = anchor_thresh
 
     def _class_targets(self, labels: Tensor) -> Tensor:
@@ -158,15 +173,18 @@ class YoloLoss(nn.Module):
         out[torch.arange(len(labels), device=labels.device), labels] = high
         return out
 
-    def _not_ignored_sparse(self, raw: Tensor, targets: Tensor, stride: int, anchors: Tensor) -> Tensor:
+    def _not_ignored_sparse(self, raw: Tensor, targets: Tensor, stride: int, anchor_map: Tensor) -> Tensor:
         """``(B, A, H, W)`` bool: False where a prediction's box has IoU > ``ignore_thresh`` with a box of its image.
 
         Only predictions that can pass are looked at. IoU(p, g) > 0.5 needs p's centre inside g
         (a centre outside leaves at least half of p outside g), and a prediction's centre lies in
         its own cell; so only the cells a ground-truth box overlaps are decoded and compared with
         that box, instead of every prediction with every box (``ignore_thresh`` >= 0.5 only).
+        ``anchor_map`` is the ``(1 or B, A, 1 or H, 1 or W, 2)`` anchor of every prediction, or ``(A, 2)``.
         """
         batch_size, num_anchors, h, w, _ = raw.shape
+        if anchor_map.dim() == 2:
+            anchor_map = anchor_map.view(1, num_anchors, 1, 1, 2)
         not_ignored = torch.ones(raw.shape[:4], dtype=torch.bool, device=raw.device)
         if len(targets) == 0:
             return not_ignored
@@ -185,18 +203,35 @@ class YoloLoss(nn.Module):
         gy = lo[t, 1] + offset // extent[t, 0]
         b = targets[t, 0].long()
         pred = raw[..., :4][b, :, gy, gx]  # (K, A, 4): slice first, so only the box logits are gathered
+        anchors = anchor_map.expand(batch_size, num_anchors, h, w, 2)[b, :, gy, gx]  # (K, A, 2)
         cell = torch.stack((gx, gy), dim=1).to(raw.dtype)[:, None, :]
-        decoded = _decode(pred, cell, stride, anchors[None])
+        decoded = _decode(pred, cell, stride, anchors)
         hit = aligned_iou(decoded, boxes[t][:, None, :]) > self.ignore_thresh  # (K, A)
         k, a = hit.nonzero(as_tuple=True)
         not_ignored[b[k], a, gy[k], gx[k]] = False
         return not_ignored
 
+    # Hooks that a head with other outputs (the guided-anchor head) overrides.
+
+    def _level_inputs(self, outputs: List[Any]) -> List[Tuple[Tensor, Tensor]]:
+        """Per level: the ``(B, A, H, W, 5 + C)`` logits and the ``(1, A, 1, 1, 2)`` anchor of every slot."""
+        return [(raw.float(), self.anchors[level].view(1, -1, 1, 1, 2)) for level, raw in enumerate(outputs)]
+
+    def _assign(
+        self, targets: Tensor, sizes: Tensor, inputs: List[Tuple[Tensor, Tensor]], grid_sizes: List[Tuple[int, int]]
+    ) -> Tuple[List[LevelAssignment], Any]:
+        """The positives of each level, and whatever :meth:`_extra_terms` needs from the assignment."""
+        return assign_targets(targets, self.anchors, self.strides, grid_sizes, self.anchor_thresh), None
+
+    def _extra_terms(self, sums: Dict[str, Tensor], outputs: List[Any], sizes: Tensor, context: Any) -> None:
+        """Add head-specific terms to ``sums`` (none for the plain YOLOv3 head)."""
+
     def forward(
-        self, outputs: List[Tensor], targets: Tensor, image_size: Tuple[int, int]
+        self, outputs: List[Any], targets: Tensor, image_size: Tuple[int, int]
     ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        batch_size = outputs[0].shape[0]
-        device = outputs[0].device
+        inputs = self._level_inputs(outputs)
+        batch_size = inputs[0][0].shape[0]
+        device = inputs[0][0].device
         targets = targets.to(device=device, dtype=torch.float32).reshape(-1, 7)
         labels = targets[:, 1].long()
         centres, sizes = xyxy_to_cxcywh(targets[:, 2:6])
@@ -204,20 +239,18 @@ class YoloLoss(nn.Module):
         # SPEC: small boxes weigh up to 2x, a box filling the image 1x.
         scale_weight = 2.0 - sizes.prod(-1) / float(image_size[0] * image_size[1])
         gt_per_image = _per_image_boxes(targets, batch_size)
-        grid_sizes = [(o.shape[2], o.shape[3]) for o in outputs]
-        assignment = assign_targets(targets, self.anchors, self.strides, grid_sizes, self.anchor_thresh)
+        grid_sizes = [(raw.shape[2], raw.shape[3]) for raw, _ in inputs]
+        assignment, context = self._assign(targets, sizes, inputs, grid_sizes)
 
-        sums = {term: torch.zeros((), device=device) for term in LOSS_TERMS}
-        for level, (raw, pos) in enumerate(zip(outputs, assignment)):
-            raw = raw.float()
-            stride, anchors = self.strides[level], self.anchors[level]
+        sums = {term: torch.zeros((), device=device) for term in self.terms}
+        for level, ((raw, anchor_map), pos) in enumerate(zip(inputs, assignment)):
+            stride = self.strides[level]
             _, num_anchors, h, w, _ = raw.shape
             with torch.no_grad():
                 if self.ignore_thresh >= 0.5:
-                    obj_mask = self._not_ignored_sparse(raw, targets, stride, anchors)
+                    obj_mask = self._not_ignored_sparse(raw, targets, stride, anchor_map)
                 else:
-                    boxes = _decode(raw[..., :4], make_grid(h, w, device, raw.dtype), stride,
-                                    anchors.view(1, num_anchors, 1, 1, 2))
+                    boxes = _decode(raw[..., :4], make_grid(h, w, device, raw.dtype), stride, anchor_map)
                     best_iou = max_iou(boxes.view(batch_size, -1, 4), gt_per_image)
                     obj_mask = (best_iou <= self.ignore_thresh).view(batch_size, num_anchors, h, w)
             obj_target = torch.zeros_like(obj_mask, dtype=raw.dtype)
@@ -230,14 +263,15 @@ class YoloLoss(nn.Module):
                 continue
 
             p = raw[index]  # (P, 5 + C)
+            anchors = anchor_map.expand(batch_size, num_anchors, h, w, 2)[index]  # (P, 2)
             t = pos.target
             weight = scale_weight[t]
             gxy = torch.stack((pos.gx, pos.gy), dim=1).to(raw.dtype)
             xy_target = centres[t] / stride - gxy
-            wh_target = torch.log(sizes[t] / anchors[pos.anchor])
+            wh_target = torch.log(sizes[t] / anchors)
             xy_loss = F.binary_cross_entropy_with_logits(p[:, :2], xy_target, reduction="none").sum(1)
             wh_loss = (p[:, 2:4] - wh_target).abs().sum(1)
-            boxes = _decode(p[:, :4], gxy, stride, anchors[pos.anchor])
+            boxes = _decode(p[:, :4], gxy, stride, anchors)
             iou = aligned_iou(boxes, targets[t, 2:6], giou=self.giou)
             iou_loss = 1.0 - iou if self.giou else 1.0 - iou * iou
             cls_loss = F.binary_cross_entropy_with_logits(
@@ -247,19 +281,99 @@ class YoloLoss(nn.Module):
             sums["wh"] = sums["wh"] + (weight * wh_loss).sum()
             sums["iou"] = sums["iou"] + (weight * iou_loss).sum()
             sums["cls"] = sums["cls"] + cls_loss.sum()
+        self._extra_terms(sums, outputs, sizes, context)
 
         terms = {term: self.weights[term] * value / batch_size for term, value in sums.items()}
         total = sum(terms.values())
         return total, {term: value.detach() for term, value in terms.items()}
 
 
+class GuidedYoloLoss(YoloLoss):
+    """:class:`YoloLoss` for the guided-anchor head (SPEC section 11).
+
+    ``outputs`` is the head's training output, one
+    :class:`~yolo_asff.models.guided_head.GuidedOutput` ``(raw (B, S, H, W, 5 + C), guide
+    (B, S, H, W, 2))`` per level, ``S = A + 1`` slots with the anchor-free one last. Each
+    slot's anchor is its predicted size (``exp(guide)`` times the base anchor, or times
+    ``4·stride`` for the anchor-free slot), detached: the box terms do not train the guide.
+
+    Additions to the YOLOv3 loss:
+
+    - assignment: a box still goes to the best of all base anchors by shape IoU, at that
+      anchor's level and cell; it moves to the cell's anchor-free slot when that slot's
+      predicted size has a higher shape IoU with it than the best base anchor;
+    - wh target: ``log(gt size / predicted anchor of the chosen slot)``; the ignore rule
+      decodes every slot with its predicted anchor;
+    - ``guide`` term: ``1 − IoU²`` between the predicted anchor size and the box size (both
+      centred) at the best anchor's slot and at the anchor-free slot of the box's cell.
+
+    ``anchors`` are the base anchors ``(L, A, 2)``; the other arguments as for :class:`YoloLoss`.
+    """
+
+    terms = LOSS_TERMS + ("guide",)
+
+    def __init__(self, anchors: Tensor, strides: Sequence[int], num_classes: int, **kwargs: Any) -> None:
+        super().__init__(anchors, strides, num_classes, **kwargs)
+        free = torch.tensor([[FREE_SLOT_SCALE * s] * 2 for s in self.strides], dtype=torch.float32)
+        self.register_buffer("slot_anchors", torch.cat((self.anchors, free[:, None]), dim=1), persistent=False)
+
+    def _level_inputs(self, outputs: List[Any]) -> List[Tuple[Tensor, Tensor]]:
+        inputs = []
+        for level, out in enumerate(outputs):
+            base = self.slot_anchors[level].view(1, -1, 1, 1, 2)
+            predicted = out.guide.detach().float().clamp(max=_MAX_LOG_WH).exp() * base
+            inputs.append((out.raw.float(), predicted))
+        return inputs
+
+    def _assign(
+        self, targets: Tensor, sizes: Tensor, inputs: List[Tuple[Tensor, Tensor]], grid_sizes: List[Tuple[int, int]]
+    ) -> Tuple[List[LevelAssignment], List[LevelAssignment]]:
+        """Positives per level (anchor = the chosen slot), and the slots where the guide learns each box."""
+        matches = assign_targets(targets, self.anchors, self.strides, grid_sizes, self.anchor_thresh, dedup=False)
+        free_slot = self.anchors.shape[1]
+        positives, guide_slots = [], []
+        for level, ((_, anchor_map), pos) in enumerate(zip(inputs, matches)):
+            gt = sizes[pos.target]
+            free = torch.full_like(pos.anchor, free_slot)
+            free_size = anchor_map[pos.batch, free_slot, pos.gy, pos.gx]  # (P, 2)
+            free_better = _aligned_shape_iou(gt, free_size) > _aligned_shape_iou(gt, self.anchors[level][pos.anchor])
+            chosen = pos._replace(anchor=torch.where(free_better, free, pos.anchor))
+            positives.append(last_wins(chosen, grid_sizes[level], free_slot + 1))
+            # The guide learns each box at its best anchor's slot and at the anchor-free slot.
+            at_both = LevelAssignment(*(torch.cat((field, field)) for field in pos))
+            at_both = at_both._replace(anchor=torch.cat((pos.anchor, free)))
+            guide_slots.append(last_wins(at_both, grid_sizes[level], free_slot + 1))
+        return positives, guide_slots
+
+    def _extra_terms(
+        self, sums: Dict[str, Tensor], outputs: List[Any], sizes: Tensor, guide_slots: List[LevelAssignment]
+    ) -> None:
+        for level, (out, pos) in enumerate(zip(outputs, guide_slots)):
+            if len(pos.target) == 0:
+                # Keep the guide conv in the graph with a zero gradient: under DDP every parameter
+                # must receive a gradient in every step, and a batch without boxes would leave it out.
+                sums["guide"] = sums["guide"] + 0.0 * out.guide.sum()
+                continue
+            guide = out.guide.float()[pos.batch, pos.anchor, pos.gy, pos.gx]  # (P, 2)
+            predicted = guide.clamp(max=_MAX_LOG_WH).exp() * self.slot_anchors[level][pos.anchor]
+            iou = _aligned_shape_iou(predicted, sizes[pos.target])
+            sums["guide"] = sums["guide"] + (1.0 - iou * iou).sum()
+
+
+def _aligned_shape_iou(wh_a: Tensor, wh_b: Tensor) -> Tensor:
+    """IoU of matching rows of box sizes ``(..., 2)``, both boxes centred at the same point. Differentiable."""
+    inter = torch.minimum(wh_a[..., 0], wh_b[..., 0]) * torch.minimum(wh_a[..., 1], wh_b[..., 1])
+    return inter / (wh_a.prod(-1) + wh_b.prod(-1) - inter + 1e-9)
+
+
 def build_loss(cfg, model: nn.Module) -> YoloLoss:
-    """The loss for ``model`` (its anchors, strides and classes) with ``cfg.train``'s settings."""
+    """The loss for ``model`` (its head type, anchors, strides and classes) with ``cfg.train``'s settings."""
     from ..engine.checkpoint import unwrap_model
 
     head = unwrap_model(model).head
     t = cfg.train
-    return YoloLoss(
+    loss_type = GuidedYoloLoss if isinstance(head, GuidedAnchorHead) else YoloLoss
+    return loss_type(
         head.anchors,
         head.strides,
         head.num_classes,

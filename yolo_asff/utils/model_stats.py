@@ -5,9 +5,18 @@ from typing import Sequence, Union
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+import torchvision  # noqa: F401  (registers torch.ops.torchvision.deform_conv2d)
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 __all__ = ["count_parameters", "count_flops"]
+
+
+@register_flop_formula(torch.ops.torchvision.deform_conv2d)
+def _deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """A deformable conv counted like the plain conv it generalises (its bilinear sampling is not counted)."""
+    out_channels, in_per_group, kh, kw = weight_shape
+    batch, _, oh, ow = out_shape
+    return 2 * batch * out_channels * oh * ow * in_per_group * kh * kw
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -18,8 +27,8 @@ def count_parameters(model: nn.Module) -> int:
 def count_flops(model: nn.Module, size: Union[int, Sequence[int]] = 608) -> int:
     """Forward FLOPs (multiply and add counted separately) of one ``3×H×W`` image, eval mode.
 
-    Measured with ``torch.utils.flop_counter``, which counts convolutions and
-    matrix products; element-wise ops (BN, activations, pooling) are not counted.
+    Measured with ``torch.utils.flop_counter``, which counts convolutions (deformable ones
+    included) and matrix products; element-wise ops (BN, activations, pooling) are not counted.
     """
     h, w = (size, size) if isinstance(size, int) else size
     was_training = model.training
