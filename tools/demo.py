@@ -139,6 +139,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> List[str]:
     if not report.loaded:
         raise UserError(f"none of the tensors in {path} fit this model: does --config match the checkpoint?")
     lines = [f"weights: {path} ({key}): {report.summary()}"]
+    if loaded.hint and (report.shape_mismatch or report.missing):
+        raise UserError(f"{path} does not fit the model of this config: {report.summary()}. {loaded.hint}")
     if report.shape_mismatch or report.missing:
         lines.append("warning: the checkpoint does not cover the whole model; detections may be poor")
     return lines

@@ -74,8 +74,9 @@ def load_weights(model: nn.Module, path: Path) -> str:
     key, report = loaded.source, loaded.report
     missing = [n for n in report.missing if not n.endswith("num_batches_tracked")]
     if report.shape_mismatch or missing:
-        raise UserError(f"{path} ({key} weights) does not fit the model of this config: {report.summary()}. "
-                        "Use the config the checkpoint was trained with (model.arch, model.num_classes, model.width).")
+        advice = loaded.hint or ("Use the config the checkpoint was trained with "
+                                 "(model.arch, model.head, model.num_classes, model.width).")
+        raise UserError(f"{path} ({key} weights) does not fit the model of this config: {report.summary()}. {advice}")
     return key
 
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ..io import official
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 
@@ -202,21 +203,36 @@ def preferred_weights_key(checkpoint: Mapping[str, Any]) -> str:
 
 @dataclass
 class WeightsLoad:
-    """What :func:`load_weights_file` loaded: ``source`` is ``darknet``, ``ema`` or ``model``."""
+    """What :func:`load_weights_file` loaded: ``source`` is ``darknet``, ``ema``, ``model`` or
+    ``official <variant>`` (a release of the official ASFF code, converted on the fly)."""
 
     source: str
     report: Optional[LoadReport] = None  # checkpoints: tensors loaded and skipped
     darknet_layers: int = 0  # Darknet files: layers loaded
+    hint: str = ""  # what to do when the weights do not fit the model
 
 
 def load_weights_file(model: nn.Module, path: PathLike) -> WeightsLoad:
-    """Fill ``model`` from a weights file: a Darknet file, or a checkpoint / state_dict (its EMA weights
-    when it has them). Tensors of another shape are skipped and reported; each caller decides whether
-    that is acceptable (fine-tuning) or not (evaluation)."""
+    """Fill ``model`` from a weights file: a Darknet file, a checkpoint / state_dict (its EMA weights
+    when it has them), or an official ASFF release (converted on the fly). Tensors of another shape
+    are skipped and reported; each caller decides whether that is acceptable (fine-tuning) or not
+    (evaluation)."""
     if is_darknet_file(path):
         from ..io.darknet import load_darknet_weights
 
         return WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
     checkpoint = load_checkpoint(path)
     key = preferred_weights_key(checkpoint)
+    if official.looks_official(_strip_prefixes(checkpoint[key])):
+        try:
+            converted = official.convert_official_state_dict(checkpoint[key])
+        except official.OfficialCheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+        config = Path("configs", "official", official.OFFICIAL_VARIANTS[converted.variant])
+        classes = f" --opts model.num_classes={converted.num_classes}" if converted.num_classes != 80 else ""
+        hint = f"{path} is an official ASFF {converted.variant} checkpoint: use --config {config}{classes}"
+        get_logger("checkpoint").info("%s: official ASFF %s checkpoint (%s), converted on the fly",
+                                      path, converted.variant, str(converted.source_dtype).replace("torch.", ""))
+        report = load_model_weights(model, {"model": converted.state_dict})
+        return WeightsLoad(f"official {converted.variant}", report=report, hint=hint)
     return WeightsLoad(key, report=load_model_weights(model, checkpoint, key=key))
