@@ -2,13 +2,18 @@
 
     python tools/export.py --config configs/yolov3_asff_coco.yaml --weights best.pt --out model.onnx \
         [--size 608 | --size H W] [--batch 1] [--dynamic-batch] [--dynamic-size] \
-        [--nms] [--conf 0.25] [--iou 0.65] [--max-det 100] [--half] [--opset 17] [--check]
+        [--nms] [--conf 0.25] [--iou 0.65] [--max-det 100] [--half] [--opset 17|18|19] [--check]
 
 Input ``images (B, 3, H, W)``: RGB, ``(x / 255 - mean) / std``, letterboxed (as for the
 PyTorch model). Output without ``--nms``: ``predictions (B, N, 5 + C)``, the model's eval
 output. With ``--nms``: ``boxes (K, 4)``, ``scores (K,)``, ``labels (K,)``,
 ``batch_index (K,)``, grouped by image, best first, at most ``--max-det`` per image.
 ``--check`` runs the file with onnxruntime and compares with PyTorch.
+
+Guided-anchor models (``model.head: guided``) have deformable convolutions: ONNX
+``DeformConv``, opset 19 (the default for them; a lower ``--opset`` is an error).
+``--check`` needs onnxruntime >= 1.25 for them; an older one reports that it cannot run
+the (valid) file, and the command exits with status 2.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.export import (  # noqa: E402
-    DEFAULT_OPSET, INSTALL_HINT, SUPPORTED_OPSETS, ExportError, check_onnx, export_onnx, onnx_output_names,
+    DEFAULT_OPSET, DEFORM_CONV_OPSET, INSTALL_HINT, SUPPORTED_OPSETS, ExportError, check_onnx, export_onnx,
+    onnx_output_names, resolve_opset,
 )
 
 
@@ -43,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iou", type=float, default=0.65, help="with --nms: NMS IoU threshold")
     parser.add_argument("--max-det", type=int, default=100, help="with --nms: most detections per image")
     parser.add_argument("--half", action="store_true", help="float16 weights and input (for GPU runtimes)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS, help="ONNX opset")
+    parser.add_argument("--opset", type=int, choices=SUPPORTED_OPSETS,
+                        help=f"ONNX opset (default: {DEFAULT_OPSET}; {DEFORM_CONV_OPSET} for guided-anchor models, "
+                             "whose DeformConv needs it)")
     parser.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on a random input")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. model.num_classes=20")
     return parser.parse_args(argv)
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.max_det < 1:
         raise ExportError("--batch and --max-det must be at least 1")
     model = build_model(cfg)
+    opset = resolve_opset(model, args.opset)
     if args.weights:
         loaded = load_weights_file(model, args.weights)
         what = f"{loaded.darknet_layers} Darknet layers" if loaded.report is None else loaded.report.summary()
@@ -82,14 +91,14 @@ def run(args: argparse.Namespace) -> int:
     device = "cuda" if args.half and torch.cuda.is_available() else "cpu"
     nms_kwargs = dict(conf_thresh=args.conf, nms_thresh=args.iou, max_det=args.max_det)
     path = export_onnx(model, args.out, (h, w), args.batch, dynamic_batch=args.dynamic_batch,
-                       dynamic_size=args.dynamic_size, with_nms=args.nms, half=args.half, opset=args.opset,
+                       dynamic_size=args.dynamic_size, with_nms=args.nms, half=args.half, opset=opset,
                        device=device, **nms_kwargs)
     batch = "B" if args.dynamic_batch else str(args.batch)
     hw = "H, W" if args.dynamic_size else f"{h}, {w}"
-    print(f"wrote       {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset}, "
+    print(f"wrote       {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, "
           f"{'float16' if args.half else 'float32'} weights)")
     print(f"input       images ({batch}, 3, {hw}) {'float16' if args.half else 'float32'}: "
-          f"RGB, (x/255 - mean)/std, letterboxed")
+          f"RGB, (x/255 - mean)/std, {'letterboxed' if cfg.data.letterbox else 'stretched (no letterbox)'}")
     if args.nms:
         print(f"outputs     {', '.join(onnx_output_names(True))}: (K, 4), (K,), (K,) int64, (K,) int64; "
               f"score > {args.conf}, NMS IoU {args.iou}, at most {args.max_det} per image")

@@ -16,29 +16,42 @@ letterboxed to H×W (multiples of 32).
 The export uses PyTorch's TorchScript-based exporter (``torch.onnx.export(dynamo=False)``):
 the newer torch.export-based one needs the ``onnxscript`` package, which is not a
 dependency, and gives nothing more for a graph of convolutions and one NMS.
+
+Models with deformable convolutions (the guided-anchor head, ``model.head: guided``) need
+opset 19, where ONNX has ``DeformConv``; torchvision registers no ONNX symbolic for its
+``deform_conv2d``, so this module maps it to ``DeformConv`` for the time of the export.
+onnxruntime runs ``DeformConv`` on CPU from version 1.25 on; with an older one
+:func:`check_onnx` raises :class:`OnnxRuntimeUnsupportedError` instead of comparing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import nms
+from torch.onnx.symbolic_helper import parse_args
+from torchvision.ops import DeformConv2d, nms
 
 from .postprocess import postprocess
 
 __all__ = [
     "DEFAULT_OPSET",
     "SUPPORTED_OPSETS",
+    "DEFORM_CONV_OPSET",
+    "DEFORM_CONV_ONNXRUNTIME",
     "INSTALL_HINT",
     "ExportError",
+    "OnnxRuntimeUnsupportedError",
     "DetectorWithNms",
     "CheckReport",
+    "uses_deform_conv",
+    "resolve_opset",
     "export_onnx",
     "check_onnx",
     "onnx_output_names",
@@ -46,12 +59,18 @@ __all__ = [
 
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = (17, 18, 19)
+DEFORM_CONV_OPSET = 19  # the first opset with ONNX DeformConv
+DEFORM_CONV_ONNXRUNTIME = "1.25"  # the first onnxruntime with a (CPU) DeformConv kernel
 INSTALL_HINT = "pip install -e .[export]"
 PathLike = Union[str, os.PathLike]
 
 
 class ExportError(RuntimeError):
     """An export or check that cannot be done as asked (bad size, opset, missing onnxruntime...)."""
+
+
+class OnnxRuntimeUnsupportedError(ExportError):
+    """:func:`check_onnx` on a valid graph that the installed onnxruntime cannot run (``DeformConv``)."""
 
 
 class DetectorWithNms(nn.Module):
@@ -113,6 +132,62 @@ def onnx_output_names(with_nms: bool) -> List[str]:
     return ["boxes", "scores", "labels", "batch_index"] if with_nms else ["predictions"]
 
 
+def uses_deform_conv(model: nn.Module) -> bool:
+    """Whether ``model`` has deformable convolutions (the guided-anchor head), which need opset 19."""
+    return any(isinstance(m, DeformConv2d) for m in model.modules())
+
+
+def resolve_opset(model: nn.Module, opset: Optional[int] = None) -> int:
+    """The opset to export ``model`` with: ``opset`` when given, else :data:`DEFAULT_OPSET`,
+    or :data:`DEFORM_CONV_OPSET` for a model with deformable convolutions.
+
+    Raises:
+        ExportError: ``opset`` is not supported, or is below 19 for a model with deformable convolutions.
+    """
+    deform = uses_deform_conv(model)
+    if opset is None:
+        return DEFORM_CONV_OPSET if deform else DEFAULT_OPSET
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset must be one of {SUPPORTED_OPSETS}, got {opset}")
+    if deform and opset < DEFORM_CONV_OPSET:
+        raise ExportError(
+            f"this model has deformable convolutions (guided-anchor head): ONNX DeformConv needs opset "
+            f"{DEFORM_CONV_OPSET}, got opset {opset}; pass --opset {DEFORM_CONV_OPSET} (opset={DEFORM_CONV_OPSET}), "
+            "or leave the opset out to get it")
+    return opset
+
+
+@parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
+def _deform_conv2d_symbolic(g, input, weight, offset, mask, bias, stride_h: int, stride_w: int, pad_h: int,
+                            pad_w: int, dil_h: int, dil_w: int, groups: int, offset_groups: int, use_mask: bool):
+    """``torchvision::deform_conv2d`` → ONNX ``DeformConv(X, W, offset, B[, mask])``.
+
+    torchvision's offset layout ``(N, offset_groups · kH · kW · 2, H, W)`` with ``(dy, dx)``
+    pairs and its mask layout are those of ONNX; without a mask ONNX takes ones, as
+    torchvision does. torchvision always passes a bias (zeros when the layer has none).
+    """
+    attrs = dict(dilations_i=[dil_h, dil_w], group_i=groups, offset_group_i=offset_groups,
+                 pads_i=[pad_h, pad_w, pad_h, pad_w], strides_i=[stride_h, stride_w])
+    sizes = weight.type().sizes() if isinstance(weight.type(), torch._C.TensorType) else None
+    if sizes and len(sizes) == 4:  # else ONNX infers the kernel shape from W
+        attrs["kernel_shape_i"] = list(sizes[2:])
+    inputs = [input, weight, offset, bias] + ([mask] if use_mask else [])
+    return g.op("DeformConv", *inputs, **attrs)
+
+
+@contextlib.contextmanager
+def _deform_conv_symbolic(enabled: bool) -> Iterator[None]:
+    """Map ``torchvision::deform_conv2d`` to ONNX ``DeformConv`` (opset 19+) inside the block only."""
+    if not enabled:
+        yield
+        return
+    torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", _deform_conv2d_symbolic, DEFORM_CONV_OPSET)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("torchvision::deform_conv2d", DEFORM_CONV_OPSET)
+
+
 def _check_size(size: Sequence[int]) -> Tuple[int, int]:
     if len(size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in size):
         raise ExportError(f"input size must be positive multiples of 32 (height, width), got {tuple(size)}")
@@ -132,7 +207,7 @@ def export_onnx(
     nms_thresh: float = 0.65,
     max_det: int = 100,
     half: bool = False,
-    opset: int = DEFAULT_OPSET,
+    opset: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
 ) -> Path:
     """Export ``model`` (a :class:`~yolo_asff.models.YoloDetector`) to ONNX with its decoding.
@@ -145,14 +220,15 @@ def export_onnx(
         dynamic_batch, dynamic_size: make the batch / height and width dynamic axes.
         with_nms: append :class:`DetectorWithNms` (thresholds and ``max_det`` are fixed in the graph).
         half: float16 weights and input (outputs stay float32); meant for GPU runtimes.
-        opset: ONNX opset, 17 to 19.
+        opset: ONNX opset, 17 to 19; default :data:`DEFAULT_OPSET`, or 19 for a model with
+            deformable convolutions (guided-anchor head), whose ``DeformConv`` needs 19
+            (a lower one raises :class:`ExportError`). :func:`resolve_opset` tells which.
 
     Returns:
         the path written.
     """
     h, w = _check_size(size)
-    if opset not in SUPPORTED_OPSETS:
-        raise ExportError(f"opset must be one of {SUPPORTED_OPSETS}, got {opset}")
+    opset = resolve_opset(model, opset)
     if batch < 1:
         raise ExportError(f"batch must be at least 1, got {batch}")
     device = torch.device(device)
@@ -174,7 +250,7 @@ def export_onnx(
         axes.update({name: {0: "detections"} for name in outputs})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _deform_conv_symbolic(uses_deform_conv(model)):
         # The legacy exporter announces its deprecation, and the tracer flags the detector's
         # input-size check (a Python bool on the traced size); neither affects the graph,
         # which the tests run at other sizes and batches than the traced ones.
@@ -235,6 +311,34 @@ def _import_onnxruntime():
     return onnxruntime
 
 
+def _onnx_validity(path: PathLike) -> str:
+    """``onnx.checker``'s verdict on the file, in words (for messages)."""
+    try:
+        import onnx
+    except ImportError:
+        return "not checked for validity (the onnx package is not installed)"
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - onnx raises its own error types; the message is all we need
+        return f"INVALID according to onnx.checker: {exc}"
+    return "valid ONNX (onnx.checker)"
+
+
+def _inference_session(ort, path: PathLike):
+    """A CPU onnxruntime session for ``path``; a clear error when onnxruntime cannot run ``DeformConv``."""
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises pybind11 types, which vary between versions
+        if "DeformConv" not in str(exc):
+            raise
+        raise OnnxRuntimeUnsupportedError(
+            f"{path} was written and is {_onnx_validity(path)}, but onnxruntime {ort.__version__} cannot run "
+            f"it: it has no CPU implementation of DeformConv (ONNX opset {DEFORM_CONV_OPSET}, the guided-anchor "
+            f"head's deformable convolution), so it was not compared with PyTorch. onnxruntime >= "
+            f"{DEFORM_CONV_ONNXRUNTIME} has one: pip install -U 'onnxruntime>={DEFORM_CONV_ONNXRUNTIME}'"
+        ) from exc
+
+
 def _box_errors(got: np.ndarray, want: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
     """Per-row largest coordinate difference: scaled (see :class:`CheckReport`) and in pixels."""
     diff = np.abs(got - want)
@@ -267,6 +371,12 @@ def check_onnx(
     same image and label with box and score within the same tolerances (in any order among
     equal scores), grouped by image in descending score order. float16 graphs get 100×
     looser tolerances. ``model`` must hold the exported weights and dtype.
+
+    Raises:
+        ExportError: onnxruntime is not installed.
+        OnnxRuntimeUnsupportedError: the graph has ``DeformConv`` (guided-anchor head) and the
+            installed onnxruntime cannot run it (before 1.25); the message says so, with
+            ``onnx.checker``'s verdict on the file.
     """
     ort = _import_onnxruntime()
     h, w = _check_size(size if size is not None else (608, 608))
@@ -276,7 +386,7 @@ def check_onnx(
     prob_tol = prob_tol if prob_tol is not None else 1e-4 * tol_scale
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, h, w, generator=generator)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _inference_session(ort, path)
     feed = images.numpy().astype(np.float16 if half else np.float32)
     onnx_out = session.run(None, {session.get_inputs()[0].name: feed})
     param = next(model.parameters())
