@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchvision.ops import DeformConv2d
 
 from .blocks import RFB, init_prior_bias
-from .head import decode_level
+from .head import anchor_table, decode_level
 
 __all__ = ["GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput"]
 
@@ -115,9 +115,7 @@ class GuidedAnchorHead(nn.Module):
         prior_prob: float = 0.01,
     ) -> None:
         super().__init__()
-        anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.dim() != 3 or anchors.shape[0] != len(in_channels) or anchors.shape[2] != 2:
-            raise ValueError(f"anchors must have shape (levels={len(in_channels)}, A, 2), got {tuple(anchors.shape)}")
+        anchors = anchor_table(anchors, len(in_channels))
         self.strides = tuple(int(s) for s in strides)
         self.num_classes = num_classes
         self.num_anchors = anchors.shape[1] + 1  # prediction slots per cell: the anchors and the anchor-free one

@@ -8,7 +8,15 @@ from torch import Tensor, nn
 
 from .blocks import RFB, init_prior_bias
 
-__all__ = ["YoloHead", "make_grid", "decode_level"]
+__all__ = ["YoloHead", "make_grid", "decode_level", "anchor_table"]
+
+
+def anchor_table(anchors: Tensor, num_levels: int) -> Tensor:
+    """``anchors`` as a float32 ``(L, A, 2)`` tensor of (w, h) per level, or a ValueError."""
+    anchors = torch.as_tensor(anchors, dtype=torch.float32)
+    if anchors.dim() != 3 or anchors.shape[0] != num_levels or anchors.shape[2] != 2:
+        raise ValueError(f"anchors must have shape (levels={num_levels}, A, 2), got {tuple(anchors.shape)}")
+    return anchors
 
 
 def make_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -70,9 +78,7 @@ class YoloHead(nn.Module):
         prior_prob: float = 0.01,
     ) -> None:
         super().__init__()
-        anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.dim() != 3 or anchors.shape[0] != len(in_channels) or anchors.shape[2] != 2:
-            raise ValueError(f"anchors must have shape (levels={len(in_channels)}, A, 2), got {tuple(anchors.shape)}")
+        anchors = anchor_table(anchors, len(in_channels))
         self.strides = tuple(int(s) for s in strides)
         self.num_classes = num_classes
         self.num_anchors = anchors.shape[1]

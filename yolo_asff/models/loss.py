@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.boxes import aligned_iou, max_iou, shape_iou, xyxy_to_cxcywh
+from ..utils.boxes import aligned_iou, aligned_shape_iou, max_iou, shape_iou, xyxy_to_cxcywh
 from .guided_head import FREE_SLOT_SCALE, GuidedAnchorHead
 from .head import make_grid
 
@@ -336,7 +336,7 @@ class GuidedYoloLoss(YoloLoss):
             gt = sizes[pos.target]
             free = torch.full_like(pos.anchor, free_slot)
             free_size = anchor_map[pos.batch, free_slot, pos.gy, pos.gx]  # (P, 2)
-            free_better = _aligned_shape_iou(gt, free_size) > _aligned_shape_iou(gt, self.anchors[level][pos.anchor])
+            free_better = aligned_shape_iou(gt, free_size) > aligned_shape_iou(gt, self.anchors[level][pos.anchor])
             chosen = pos._replace(anchor=torch.where(free_better, free, pos.anchor))
             positives.append(last_wins(chosen, grid_sizes[level], free_slot + 1))
             # The guide learns each box at its best anchor's slot and at the anchor-free slot.
@@ -356,14 +356,8 @@ class GuidedYoloLoss(YoloLoss):
                 continue
             guide = out.guide.float()[pos.batch, pos.anchor, pos.gy, pos.gx]  # (P, 2)
             predicted = guide.clamp(max=_MAX_LOG_WH).exp() * self.slot_anchors[level][pos.anchor]
-            iou = _aligned_shape_iou(predicted, sizes[pos.target])
+            iou = aligned_shape_iou(predicted, sizes[pos.target])
             sums["guide"] = sums["guide"] + (1.0 - iou * iou).sum()
-
-
-def _aligned_shape_iou(wh_a: Tensor, wh_b: Tensor) -> Tensor:
-    """IoU of matching rows of box sizes ``(..., 2)``, both boxes centred at the same point. Differentiable."""
-    inter = torch.minimum(wh_a[..., 0], wh_b[..., 0]) * torch.minimum(wh_a[..., 1], wh_b[..., 1])
-    return inter / (wh_a.prod(-1) + wh_b.prod(-1) - inter + 1e-9)
 
 
 def build_loss(cfg, model: nn.Module) -> YoloLoss:

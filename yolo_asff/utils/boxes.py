@@ -10,7 +10,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["aligned_iou", "max_iou", "shape_iou", "xyxy_to_cxcywh"]
+__all__ = ["aligned_iou", "aligned_shape_iou", "max_iou", "shape_iou", "xyxy_to_cxcywh"]
 
 _EPS = 1e-9
 
@@ -51,6 +51,12 @@ def shape_iou(wh_a: Tensor, wh_b: Tensor) -> Tensor:
     """IoU of box shapes aligned at a corner (position ignored): ``(N, 2)`` × ``(K, 2)`` → ``(N, K)``."""
     inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(wh_a[:, None, 1], wh_b[None, :, 1])
     return inter / (wh_a.prod(-1)[:, None] + wh_b.prod(-1)[None, :] - inter + _EPS)
+
+
+def aligned_shape_iou(wh_a: Tensor, wh_b: Tensor) -> Tensor:
+    """IoU of the shapes of matching rows (position ignored): ``(..., 2)`` and ``(..., 2)`` → ``(...)``. Differentiable."""
+    inter = torch.minimum(wh_a[..., 0], wh_b[..., 0]) * torch.minimum(wh_a[..., 1], wh_b[..., 1])
+    return inter / (wh_a.prod(-1) + wh_b.prod(-1) - inter + _EPS)
 
 
 def xyxy_to_cxcywh(boxes: Tensor) -> Tuple[Tensor, Tensor]:
