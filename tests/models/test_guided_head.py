@@ -31,10 +31,12 @@ def test_official_configs_have_the_official_parameter_counts(name, expected):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
 
 
-def test_official_configs_use_the_official_test_pipeline_and_anchors():
-    cfg = load_config(OFFICIAL / "yolov3_asff_coco.yaml")
+@pytest.mark.parametrize("name", ["yolov3_baseline_coco.yaml", "yolov3_asff_coco.yaml", "yolov3_asff_star_coco.yaml"])
+def test_official_configs_use_the_official_test_pipeline_and_anchors(name):
+    cfg = load_config(OFFICIAL / name)
     assert cfg.data.letterbox is False  # stretch resize
-    assert (cfg.test.conf_thresh, cfg.test.nms_thresh) == (0.001, 0.65)
+    assert (cfg.test.conf_thresh, cfg.test.nms_thresh, cfg.test.max_det) == (0.001, 0.65, 10000)
+    assert cfg.model.norm == "syncbn" and cfg.train.epochs == 300 and cfg.train.mixup  # the recipe, SPEC 9
     assert cfg.data.mean == [0.485, 0.456, 0.406] and cfg.data.std == [0.229, 0.224, 0.225]
     model = build_model(cfg)
     # The ninth anchor is the official (121, 240), not YOLOv3's (373, 326); the free slot is 4 strides.
