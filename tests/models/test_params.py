@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from math import prod
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_model
+from tests.io.official_layout import official_layout
 
 
 def n_params(module) -> int:
@@ -40,19 +40,9 @@ def _guided_head_params(in_channels, num_classes=80):
 
 
 def _official_count(variant: str) -> int:
-    """The parameter count of an official checkpoint, summed from ../shared's key/shape list."""
-    path = Path(__file__).resolve().parents[2].parent / "shared" / "official_asff_state_dicts.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    total, section = 0, None
-    for line in path.read_text().splitlines():
-        if line.startswith("## "):
-            section = line.split()[1]
-        elif section == variant and line and not line.startswith("#"):
-            key, shape = line.split(" ", 1)
-            if "running_" not in key and "num_batches_tracked" not in key:
-                total += prod(int(s) for s in shape.strip(" []").split(",") if s.strip())
-    return total
+    """The parameter count of an official checkpoint, summed from the key/shape list of the releases."""
+    return sum(prod(shape) for key, shape in official_layout(variant)
+               if not key.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
 
 @pytest.mark.parametrize(
