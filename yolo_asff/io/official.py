@@ -37,7 +37,6 @@ __all__ = [
     "looks_official",
     "convert_official_state_dict",
     "to_official_layout",
-    "load_official_file",
     "build_official_model",
     "convert_official_checkpoint",
 ]
@@ -163,12 +162,10 @@ def official_key_map(variant: str) -> Dict[str, str]:
 
 
 def unwrap_official_state_dict(obj: Any) -> Dict[str, Tensor]:
-    """The plain state_dict inside ``obj``: accepts a ``{'model': ...}`` (or ``state_dict``) wrapper and
-    ``module.`` prefixes (DataParallel / DistributedDataParallel saves)."""
-    for key in ("model", "state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
+    """The plain state_dict inside ``obj``: accepts a ``{'model': ...}`` wrapper and ``module.``
+    prefixes (DataParallel / DistributedDataParallel saves)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj:
         raise OfficialCheckpointError("the file holds no state_dict (expected a mapping of tensor names to tensors)")
     out = {}
@@ -252,22 +249,6 @@ def convert_official_state_dict(
     return OfficialConversion(variant, _num_classes(state, variant), converted, source_dtype)
 
 
-def load_official_file(path: Any) -> Dict[str, Tensor]:
-    """Read an official checkpoint safely (``weights_only=True``) and return its plain state_dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise OfficialCheckpointError(f"file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types for a bad file; all mean the same to a user
-        raise OfficialCheckpointError(f"cannot read {path}: {exc}. The file is corrupt, truncated, "
-                                      "or not a PyTorch checkpoint") from exc
-    try:
-        return unwrap_official_state_dict(obj)
-    except OfficialCheckpointError as exc:
-        raise OfficialCheckpointError(f"{path}: {exc}") from exc
-
-
 def to_official_layout(decoded: Tensor, grid_sizes: Sequence[Tuple[int, int]], num_slots: int) -> Tensor:
     """Our decoded predictions in the official code's output layout.
 
@@ -312,13 +293,18 @@ def convert_official_checkpoint(src: Any, dst: Any) -> Tuple[OfficialConversion,
     returns the conversion (variant, classes, source dtype) and the config path.
     """
     from ..config import dump_config
-    from ..engine.checkpoint import save_checkpoint
+    from ..engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     src, dst = Path(src), Path(dst)
-    state = load_official_file(src)
+    if not src.is_file():
+        raise OfficialCheckpointError(f"file not found: {src}")
+    try:
+        state = unwrap_official_state_dict(load_checkpoint(src))  # weights_only=True: the file cannot run code
+    except CheckpointError as exc:
+        raise OfficialCheckpointError(str(exc)) from exc
     # The variant and class count read from the keys pick the model whose shapes every tensor must have.
-    probe = convert_official_state_dict(state)
-    cfg, model = build_official_model(probe.variant, probe.num_classes)
+    variant = detect_official_variant(state)
+    cfg, model = build_official_model(variant, _num_classes(state, variant))
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     converted = convert_official_state_dict(state, expected_shapes=expected)
     model.load_state_dict(converted.state_dict, strict=True)

@@ -19,9 +19,15 @@ from torchvision.ops import DeformConv2d
 from .blocks import RFB, init_prior_bias
 from .head import anchor_table, decode_level
 
-__all__ = ["GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput"]
+__all__ = ["GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput", "slot_anchor_table"]
 
 FREE_SLOT_SCALE = 4.0  # the anchor-free slot's base size is this many strides
+
+
+def slot_anchor_table(anchors: Tensor, strides: Sequence[int]) -> Tensor:
+    """``(L, A + 1, 2)`` base size (w, h) of every slot: the ``(L, A, 2)`` anchors, then 4·stride (anchor-free)."""
+    free = torch.tensor([[FREE_SLOT_SCALE * s] * 2 for s in strides], dtype=anchors.dtype, device=anchors.device)
+    return torch.cat((anchors, free[:, None]), dim=1)
 
 
 class GuidedOutput(NamedTuple):
@@ -120,10 +126,9 @@ class GuidedAnchorHead(nn.Module):
         self.num_classes = num_classes
         self.num_anchors = anchors.shape[1] + 1  # prediction slots per cell: the anchors and the anchor-free one
         self.num_outputs = 5 + num_classes
-        free = torch.tensor([[FREE_SLOT_SCALE * s] * 2 for s in self.strides], dtype=torch.float32)
         # Anchors live in the config, not in checkpoints: they must not override a config change.
         self.register_buffer("anchors", anchors, persistent=False)
-        self.register_buffer("slot_anchors", torch.cat((anchors, free[:, None]), dim=1), persistent=False)
+        self.register_buffer("slot_anchors", slot_anchor_table(anchors, self.strides), persistent=False)
         self.levels = nn.ModuleList(
             GuidedLevel(c, self.num_anchors, num_classes, rfb, prior_prob) for c in in_channels
         )

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.boxes import aligned_iou, aligned_shape_iou, max_iou, shape_iou, xyxy_to_cxcywh
-from .guided_head import FREE_SLOT_SCALE, GuidedAnchorHead
+from .guided_head import GuidedAnchorHead, slot_anchor_table
 from .head import make_grid
 
 __all__ = ["LevelAssignment", "YoloLoss", "GuidedYoloLoss", "assign_targets", "last_wins", "build_loss", "LOSS_TERMS"]
@@ -314,8 +314,7 @@ class GuidedYoloLoss(YoloLoss):
 
     def __init__(self, anchors: Tensor, strides: Sequence[int], num_classes: int, **kwargs: Any) -> None:
         super().__init__(anchors, strides, num_classes, **kwargs)
-        free = torch.tensor([[FREE_SLOT_SCALE * s] * 2 for s in self.strides], dtype=torch.float32)
-        self.register_buffer("slot_anchors", torch.cat((self.anchors, free[:, None]), dim=1), persistent=False)
+        self.register_buffer("slot_anchors", slot_anchor_table(self.anchors, self.strides), persistent=False)
 
     def _level_inputs(self, outputs: List[Any]) -> List[Tuple[Tensor, Tensor]]:
         inputs = []
