@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ import albumentations as A  # noqa: E402
 
 from ..config import AugConfig  # noqa: E402
 
-__all__ = ["fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
+__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
 
 # ImageNet mean in BGR pixels: padding with it becomes 0 after normalisation.
 MEAN_BGR = (104, 116, 124)
@@ -45,6 +45,15 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def size_pair(size: Union[int, Sequence[int]], name: str = "img_size") -> Tuple[int, int]:
+    """``(h, w)`` from an int or an ``(h, w)`` pair; a ValueError naming ``name`` unless both are positive
+    multiples of 32 (the network's total stride)."""
+    h, w = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise ValueError(f"{name} must be positive multiples of 32 (an int or (h, w)), got {size}")
+    return h, w
 
 
 def fit_into(src_w: float, src_h: float, size: Tuple[int, int], keep_ratio: bool = True):

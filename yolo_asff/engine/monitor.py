@@ -1,7 +1,6 @@
 """What a training run shows: log lines, a tqdm bar per epoch, TensorBoard events, metrics.json."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -9,10 +8,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 
-__all__ = ["RunMonitor", "Throughput", "format_duration", "write_json"]
+__all__ = ["RunMonitor", "Throughput", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
@@ -20,11 +18,6 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON atomically."""
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=float).encode("utf-8")))
 
 
 class _NoWriter:

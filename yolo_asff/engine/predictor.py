@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.transforms import LetterboxInfo, fit_into, letterbox, unletterbox_boxes
+from ..data.transforms import LetterboxInfo, fit_into, letterbox, size_pair, unletterbox_boxes
 from .postprocess import Detections, postprocess
 
 __all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
@@ -78,13 +78,6 @@ def _as_bgr(image: np.ndarray, where: str) -> np.ndarray:
     return image
 
 
-def _size_pair(size: Size) -> Tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ValueError(f"img_size must be positive multiples of 32 (an int or (h, w)), got {size}")
-    return h, w
-
-
 class Predictor:
     """Run a detector on pictures and return detections in the pictures' own pixels.
 
@@ -130,7 +123,7 @@ class Predictor:
         self.model = model.to(self.device).eval()
         if half:
             self.model.half()
-        self.input_size = _size_pair(img_size)
+        self.input_size = size_pair(img_size)
         self.conf_thresh = conf_thresh
         self.nms_thresh = nms_thresh
         self.max_det = max_det

@@ -28,7 +28,8 @@ from ..utils.logging import setup_logging
 from . import dist
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .ema import ModelEMA
-from .monitor import RunMonitor, Throughput, format_duration, write_json
+from ..utils.files import write_json
+from .monitor import RunMonitor, Throughput, format_duration
 from .optim import LrSchedule, build_optimizer, scaled_lr
 
 __all__ = ["Trainer", "TrainingError", "load_initial_weights"]

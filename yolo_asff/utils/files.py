@@ -1,12 +1,13 @@
 """Writing files so that a run killed at any moment never leaves half a file behind."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import Any, BinaryIO, Callable, Mapping, Union
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_json"]
 
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> None:
@@ -30,3 +31,17 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _json_value(value: Any) -> Any:
+    """Numbers JSON does not know (numpy, tensors) as floats, anything else (paths, dtypes) as text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def write_json(path: Union[str, os.PathLike], data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (see :func:`atomic_write`)."""
+    text = json.dumps(data, indent=2, default=_json_value) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
