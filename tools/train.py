@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_asff.config import Config, ConfigError, load_config  # noqa: E402
+from yolo_asff.config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
 from yolo_asff.data import DatasetError  # noqa: E402
 from yolo_asff.engine import dist  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
@@ -31,16 +31,13 @@ def default_out_dir(cfg: Config) -> Path:
     return Path(cfg.runtime.output_dir) / name
 
 
-def _config_from_checkpoint(path: Path, opts) -> Config:
+def _config_from_checkpoint(path: Path, opts: Sequence[str]) -> Config:
+    """The config saved in checkpoint ``path``, with ``opts`` applied (errors name the checkpoint)."""
     saved = load_checkpoint(path).get("config")
     if not saved:
         raise ConfigError(f"{path} holds no config: pass --config with the run's config file")
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        import yaml
-
-        yaml.safe_dump(saved, f)
-    cfg = load_config(f.name, opts)
-    Path(f.name).unlink()
+    cfg = config_from_dict(saved, opts, source=str(path))
+    # Runs are named after cfg.source: the run folder's config.yaml, as if it had been passed with --config.
     cfg.source = str(path.parent / "config.yaml")
     return cfg
 
@@ -78,7 +75,7 @@ def main(argv=None) -> int:
                 print(f"error: nothing to resume: {resume} does not exist (train without --resume to start "
                       "a run, or pass the checkpoint: --resume path/to/last.pth)", file=sys.stderr)
                 return 2
-        elif (out / "last.pth").exists() and not args.force and dist.get_rank() == 0:
+        elif (out / "last.pth").exists() and not args.force:
             print(f"error: {out} already holds a run (last.pth). Continue it with --resume, start afresh there "
                   "with --force, or choose another folder with --out", file=sys.stderr)
             return 2

@@ -30,6 +30,7 @@ __all__ = [
     "SplitConfig",
     "TestConfig",
     "TrainConfig",
+    "config_from_dict",
     "config_to_yaml",
     "dump_config",
     "iter_config_fields",
@@ -239,6 +240,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "train.optimizer": ("sgd", "adamw"),
     "train.iou_loss": ("iou", "giou"),
 }
+# The keys train.loss_weights may name; models/loss.py takes its terms from here ("guide": the guided head only).
 LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls", "guide")
 OPTS = "--opts"
 
@@ -561,6 +563,22 @@ def _apply_opts(tree: Dict[str, Any], opts: Sequence[str], prov: Dict[str, str])
         prov[key] = OPTS
 
 
+def _resolve(file_tree: Mapping[str, Any], file_prov: Mapping[str, str], opts: Sequence[str], source: str) -> Config:
+    """The config of a merged tree of sections (``file_prov``: each leaf key's source), with ``opts`` applied."""
+    # The defaults are the lowest base, so a partial mapping such as train.loss_weights: {obj: 2.0}
+    # keeps the other terms instead of dropping them.
+    tree, prov = Config().to_dict(), {}
+    _merge(tree, file_tree, prov, file_prov)
+    _apply_opts(tree, opts, prov)
+    for key in tree:
+        if key not in SECTIONS:
+            raise _unknown_key(key, SECTIONS, "", prov)
+    cfg = _build(Config, tree, prov)
+    _validate(cfg, prov)
+    cfg.source = source
+    return cfg
+
+
 def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = ()) -> Config:
     """Load a config file (with its ``_base_`` files), apply ``opts`` and validate.
 
@@ -571,19 +589,25 @@ def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = ()) -> Conf
     Raises:
         ConfigError: naming the file or ``--opts``, the key and what is wrong.
     """
-    # The defaults are the lowest base, so a partial mapping such as train.loss_weights: {obj: 2.0}
-    # keeps the other terms instead of dropping them.
-    tree, prov = Config().to_dict(), {}
     file_tree, file_prov = _load_tree(Path(path))
-    _merge(tree, file_tree, prov, file_prov)
-    _apply_opts(tree, opts, prov)
-    for key in tree:
-        if key not in SECTIONS:
-            raise _unknown_key(key, SECTIONS, "", prov)
-    cfg = _build(Config, tree, prov)
-    _validate(cfg, prov)
-    cfg.source = str(path)
-    return cfg
+    return _resolve(file_tree, file_prov, opts, str(path))
+
+
+def config_from_dict(tree: Mapping[str, Any], opts: Sequence[str] = (), source: str = "<dict>") -> Config:
+    """A config from a mapping of sections (what :meth:`Config.to_dict` gives, e.g. a checkpoint's
+    saved config), with ``opts`` applied and validated like :func:`load_config`.
+
+    Args:
+        tree: ``{section: {key: value}}``; missing keys take their defaults. Not modified.
+        opts: overrides ``"section.key=value"``, values parsed as YAML.
+        source: what errors name as the origin of the mapping's keys; also the config's ``source``.
+
+    Raises:
+        ConfigError: naming ``source`` or ``--opts``, the key and what is wrong.
+    """
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"{source}: the config must be a mapping of sections, got {type(tree).__name__}")
+    return _resolve(tree, {key: source for key in _leaf_keys(tree)}, opts, source)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "init_distributed", "is_distributed", "get_rank", "get_world_size", "is_main_process", "barrier",
-    "all_gather_objects", "broadcast_object", "reduce_mean", "cleanup",
+    "init_distributed", "is_distributed", "get_rank", "get_world_size", "is_main_process",
+    "all_gather_objects", "broadcast_object", "cleanup",
 ]
 
 
@@ -57,11 +57,6 @@ def init_distributed(device: str = "auto") -> torch.device:
     return dev
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def all_gather_objects(obj: Any) -> List[Any]:
     """Every rank's ``obj``, in rank order (just ``[obj]`` without torch.distributed)."""
     if not is_distributed():
@@ -78,15 +73,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of ``tensor`` over ranks (a copy; the input is left alone)."""
-    if not is_distributed():
-        return tensor
-    out = tensor.clone()
-    dist.all_reduce(out)
-    return out / get_world_size()
 
 
 def cleanup() -> None:

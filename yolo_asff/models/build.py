@@ -5,6 +5,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 
+from ..config import CHOICES
 from ..utils.logging import get_logger
 from .asff import AsffFusion, LevelExpand
 from .blocks import make_conv_factory
@@ -16,8 +17,9 @@ from .pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
 
 __all__ = ["build_model", "default_anchors", "ARCHITECTURES", "HEADS"]
 
-ARCHITECTURES = ("yolov3", "yolov3_asff", "yolov3_tiny")
-HEADS = ("yolov3", "guided")
+# The config validates these choices; build_model checks them again for configs built without it.
+ARCHITECTURES = CHOICES["model.arch"]
+HEADS = CHOICES["model.head"]
 
 # (w, h) in input pixels, smallest first (SPEC sections 5 and 6).
 YOLOV3_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]]

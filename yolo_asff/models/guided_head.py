@@ -10,7 +10,7 @@ head; it can be trained from scratch too (see :class:`~yolo_asff.models.loss.Gui
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,9 @@ from torchvision.ops import DeformConv2d
 from .blocks import RFB, init_prior_bias
 from .head import anchor_table, decode_level
 
-__all__ = ["GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput", "slot_anchor_table"]
+__all__ = [
+    "GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput", "slot_anchor_table", "predicted_anchor_sizes",
+]
 
 FREE_SLOT_SCALE = 4.0  # the anchor-free slot's base size is this many strides
 
@@ -28,6 +30,22 @@ def slot_anchor_table(anchors: Tensor, strides: Sequence[int]) -> Tensor:
     """``(L, A + 1, 2)`` base size (w, h) of every slot: the ``(L, A, 2)`` anchors, then 4·stride (anchor-free)."""
     free = torch.tensor([[FREE_SLOT_SCALE * s] * 2 for s in strides], dtype=anchors.dtype, device=anchors.device)
     return torch.cat((anchors, free[:, None]), dim=1)
+
+
+def predicted_anchor_sizes(guide: Tensor, slot_base: Tensor, max_log: Optional[float] = None) -> Tensor:
+    """Predicted anchor (w, h) in input pixels: ``exp(guide) · slot_base``, in float32.
+
+    Args:
+        guide: ``(..., 2)`` log-size corrections, e.g. ``(B, S, H, W, 2)`` or ``(P, 2)`` gathered slots.
+        slot_base: base sizes broadcastable to ``guide``: ``(1, S, 1, 1, 2)``, or ``(P, 2)``
+            (rows of :func:`slot_anchor_table`).
+        max_log: clamp the log-size from above first (the loss does, so that ``exp`` cannot
+            overflow on a diverging guide; decoding does not).
+    """
+    guide = guide.float()  # in half precision (autocast), exp would overflow above ~11
+    if max_log is not None:
+        guide = guide.clamp(max=max_log)
+    return guide.exp() * slot_base
 
 
 class GuidedOutput(NamedTuple):
@@ -138,7 +156,7 @@ class GuidedAnchorHead(nn.Module):
 
     def predicted_anchors(self, guide: Tensor, level: int) -> Tensor:
         """``(B, S, H, W, 2)`` anchor (w, h) of every slot in input pixels, from a level's guide logits."""
-        return guide.float().exp() * self.slot_anchors[level].view(1, -1, 1, 1, 2)
+        return predicted_anchor_sizes(guide, self.slot_anchors[level].view(1, -1, 1, 1, 2))
 
     def decode(self, outputs: List[GuidedOutput]) -> Tensor:
         """Per-level outputs → ``(B, N, 5 + C)``: ``x1, y1, x2, y2`` in input pixels, objectness, class probabilities."""

@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import LOSS_TERMS as _ALL_TERMS
 from ..utils.boxes import aligned_iou, aligned_shape_iou, max_iou, shape_iou, xyxy_to_cxcywh
-from .guided_head import GuidedAnchorHead, slot_anchor_table
+from .guided_head import GuidedAnchorHead, predicted_anchor_sizes, slot_anchor_table
 from .head import make_grid
 
 __all__ = ["LevelAssignment", "YoloLoss", "GuidedYoloLoss", "assign_targets", "last_wins", "build_loss", "LOSS_TERMS"]
 
-LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls")
+# The config's list (what train.loss_weights may name) is the one source; "guide" is the guided head's own term.
+LOSS_TERMS = tuple(term for term in _ALL_TERMS if term != "guide")
 _MIN_SIDE = 1e-2  # pixels: keeps log(gt / anchor) finite for degenerate boxes
 _MAX_LOG_WH = 10.0  # exp(10) anchors: no real box is larger, and exp never overflows
 
@@ -238,7 +240,10 @@ class YoloLoss(nn.Module):
         sizes = sizes.clamp(min=_MIN_SIDE)
         # SPEC: small boxes weigh up to 2x, a box filling the image 1x.
         scale_weight = 2.0 - sizes.prod(-1) / float(image_size[0] * image_size[1])
-        gt_per_image = _per_image_boxes(targets, batch_size)
+        # IoU > ignore_thresh >= 0.5 needs the prediction's centre inside the box: only the cells under a box
+        # are checked (_not_ignored_sparse). A lower threshold compares every prediction with every box of its image.
+        sparse_ignore = self.ignore_thresh >= 0.5
+        gt_per_image = None if sparse_ignore else _per_image_boxes(targets, batch_size)  # (B, G, 4)
         grid_sizes = [(raw.shape[2], raw.shape[3]) for raw, _ in inputs]
         assignment, context = self._assign(targets, sizes, inputs, grid_sizes)
 
@@ -247,7 +252,7 @@ class YoloLoss(nn.Module):
             stride = self.strides[level]
             _, num_anchors, h, w, _ = raw.shape
             with torch.no_grad():
-                if self.ignore_thresh >= 0.5:
+                if sparse_ignore:
                     obj_mask = self._not_ignored_sparse(raw, targets, stride, anchor_map)
                 else:
                     boxes = _decode(raw[..., :4], make_grid(h, w, device, raw.dtype), stride, anchor_map)
@@ -310,7 +315,7 @@ class GuidedYoloLoss(YoloLoss):
     ``anchors`` are the base anchors ``(L, A, 2)``; the other arguments as for :class:`YoloLoss`.
     """
 
-    terms = LOSS_TERMS + ("guide",)
+    terms = _ALL_TERMS  # LOSS_TERMS, then "guide"
 
     def __init__(self, anchors: Tensor, strides: Sequence[int], num_classes: int, **kwargs: Any) -> None:
         super().__init__(anchors, strides, num_classes, **kwargs)
@@ -320,7 +325,7 @@ class GuidedYoloLoss(YoloLoss):
         inputs = []
         for level, out in enumerate(outputs):
             base = self.slot_anchors[level].view(1, -1, 1, 1, 2)
-            predicted = out.guide.detach().float().clamp(max=_MAX_LOG_WH).exp() * base
+            predicted = predicted_anchor_sizes(out.guide.detach(), base, max_log=_MAX_LOG_WH)
             inputs.append((out.raw.float(), predicted))
         return inputs
 
@@ -354,7 +359,7 @@ class GuidedYoloLoss(YoloLoss):
                 sums["guide"] = sums["guide"] + 0.0 * out.guide.sum()
                 continue
             guide = out.guide.float()[pos.batch, pos.anchor, pos.gy, pos.gx]  # (P, 2)
-            predicted = guide.clamp(max=_MAX_LOG_WH).exp() * self.slot_anchors[level][pos.anchor]
+            predicted = predicted_anchor_sizes(guide, self.slot_anchors[level][pos.anchor], max_log=_MAX_LOG_WH)
             iou = aligned_shape_iou(predicted, sizes[pos.target])
             sums["guide"] = sums["guide"] + (1.0 - iou * iou).sum()
 

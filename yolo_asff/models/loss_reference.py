@@ -18,7 +18,7 @@ from torchvision.ops import box_iou
 
 from ..utils.boxes import aligned_iou
 from .head import make_grid
-from .loss import LOSS_TERMS, YoloLoss
+from .loss import LOSS_TERMS, YoloLoss, _decode
 
 __all__ = ["reference_assign", "reference_loss"]
 
@@ -68,9 +68,7 @@ def reference_loss(
         stride = loss.strides[level]
         _, _, h, w, _ = raw.shape
         grid = make_grid(h, w, raw.device, raw.dtype)
-        xy = (raw[..., :2].sigmoid() + grid) * stride
-        wh = raw[..., 2:4].clamp(max=10.0).exp() * loss.anchors[level].view(1, num_anchors, 1, 1, 2)
-        boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=-1)
+        boxes = _decode(raw[..., :4], grid, stride, loss.anchors[level].view(1, num_anchors, 1, 1, 2))
         obj_target = torch.zeros(raw.shape[:4])
         obj_mask = torch.ones(raw.shape[:4], dtype=torch.bool)
         slot_owner = owners[level]
