@@ -22,10 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.io.official import OfficialCheckpointError, convert_official_checkpoint  # noqa: E402
-
-
-class UserError(RuntimeError):
-    """A problem with the command line or its files; printed as ``error: ...``."""
+from yolo_asff.utils.cli import UserError  # noqa: E402
 
 
 def convert(src: Path, dst: Path, force: bool = False) -> int:

@@ -29,19 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff import build_model, load_config  # noqa: E402
 from yolo_asff.config import Config, ConfigError  # noqa: E402
+from yolo_asff.data.build import under_root  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.postprocess import Detections  # noqa: E402
 from yolo_asff.engine.predictor import Predictor, read_image, resolve_device  # noqa: E402
+from yolo_asff.utils.cli import UserError  # noqa: E402
 from yolo_asff.utils.fusion_maps import fusion_figure  # noqa: E402
 from yolo_asff.utils.visualize import draw_boxes  # noqa: E402
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
 MAX_BAD_FRAMES_IN_A_ROW = 25  # then the stream is taken to have ended
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as ``error: ...`` with exit status 2."""
 
 
 @dataclass
@@ -106,7 +104,7 @@ def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
         names, where = list(d.class_names), "data.class_names"
     elif d.format == "coco":
         for split in (d.val, d.train):
-            ann = Path(split.ann_file) if Path(split.ann_file).is_absolute() else Path(d.root) / split.ann_file
+            ann = under_root(d.root, split.ann_file)
             if split.ann_file and ann.is_file():
                 try:
                     categories = json.loads(ann.read_text(encoding="utf-8"))["categories"]
@@ -117,7 +115,7 @@ def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
         if names is None and d.builtin:
             names, where = list(BUILTIN_CLASSES), "the built-in dataset"
         elif names is None:
-            where = f"{Path(d.root) / d.val.ann_file} (not found)"
+            where = f"{under_root(d.root, d.val.ann_file)} (not found)"
     else:
         names, where = list(VOC_CLASSES), "the VOC class list"
     if names is not None and len(names) == count:

@@ -13,7 +13,6 @@ the detections, e.g. for the COCO test-dev server.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -32,12 +31,9 @@ from yolo_asff.data import DatasetError  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
 from yolo_asff.engine.predictor import resolve_device  # noqa: E402
-from yolo_asff.utils.files import atomic_write  # noqa: E402
+from yolo_asff.utils.cli import UserError  # noqa: E402
+from yolo_asff.utils.files import write_json  # noqa: E402
 from yolo_asff.utils.logging import get_logger, setup_logging  # noqa: E402
-
-
-class UserError(RuntimeError):
-    """A problem with the command line or its files; printed as ``error: ...``."""
 
 
 def config_opts(args: argparse.Namespace) -> List[str]:
@@ -120,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"detections (COCO results format): {metrics['dets_path']}")
     if args.json:
         out = metrics_json(metrics, {"weights": str(weights), "weights_used": loaded, "config": args.config})
-        atomic_write(args.json, lambda f: f.write(json.dumps(out, indent=2).encode("utf-8")))
+        write_json(args.json, out)
         print(f"metrics: {args.json}")
     return 0
 

@@ -1,9 +1,10 @@
 """``build_dataset`` / ``build_dataloader``: from a config to batches."""
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -16,12 +17,16 @@ from .sampler import MultiScaleBatchSampler
 from .transforms import EvalTransform, TrainTransform
 from .voc import load_voc
 
-__all__ = ["build_dataset", "build_dataloader"]
+__all__ = ["build_dataset", "build_dataloader", "under_root"]
 
 
-def _under_root(root: Path, path: str) -> Path:
+def under_root(root: Union[str, os.PathLike], path: Union[str, os.PathLike]) -> Path:
+    """A config path (``ann_file``, ``img_dir``) as used: kept when absolute, else under ``root`` (``data.root``).
+
+    The one place this rule lives, so that the dataset, the evaluator and the tools read the same files.
+    """
     p = Path(path)
-    return p if p.is_absolute() else root / p
+    return p if p.is_absolute() else Path(root) / p
 
 
 def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
@@ -37,7 +42,7 @@ def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
         ensure_builtin(root)
     part = d.train if split == "train" else d.val
     if d.format == "coco":
-        ann = load_coco(_under_root(root, part.ann_file), _under_root(root, part.img_dir), d.class_names,
+        ann = load_coco(under_root(root, part.ann_file), under_root(root, part.img_dir), d.class_names,
                         keep_empty=d.keep_empty_images or split == "val")
         records, names, category_ids = ann.records, ann.class_names, ann.category_ids
     else:

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..utils.logging import get_logger
@@ -14,7 +15,7 @@ from .records import ImageRecord
 from .sampler import SampleRequest
 from .transforms import EvalTransform, TrainTransform
 
-__all__ = ["DetectionDataset", "collate", "worker_init"]
+__all__ = ["DetectionDataset", "collate", "normalize_images", "worker_init"]
 
 
 class DetectionDataset(Dataset):
@@ -112,6 +113,22 @@ def worker_init(worker_id: int) -> None:
         dataset.reseed(torch.initial_seed() % 2**32)
 
 
+def normalize_images(
+    images: Tensor, mean: Union[Sequence[float], Tensor], std: Union[Sequence[float], Tensor]
+) -> Tensor:
+    """Pictures as network input: ``(B, H, W, 3)`` uint8 BGR → ``(B, 3, H, W)`` float32 RGB.
+
+    Each pixel becomes ``(x / 255 − mean) / std``, as in training. Works on the device ``images``
+    are on, so that a caller can move the 4× smaller uint8 batch there first. ``mean`` and ``std``
+    are 3 RGB numbers, or tensors of 3 already on that device (used without a copy).
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    # BGR → RGB while still uint8: a quarter of the bytes of the float tensor.
+    out = images.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
+    return out.sub_(mean_t).div_(std_t).contiguous()
+
+
 def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[float]) -> Dict[str, Any]:
     """Stack samples into a batch.
 
@@ -119,11 +136,7 @@ def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[
     ``targets`` ``(M, 7)`` float32 rows ``[batch index, class, x1, y1, x2, y2, weight]``
     in input pixels; ``image_ids`` and ``infos`` lists.
     """
-    images = torch.from_numpy(np.stack([s["image"] for s in samples]))  # (B, H, W, 3) uint8 BGR
-    images = images.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    images = images.sub_(mean_t).div_(std_t).contiguous()
+    images = normalize_images(torch.from_numpy(np.stack([s["image"] for s in samples])), mean, std)
     rows = [
         np.concatenate([np.full((len(s["boxes"]), 1), i), s["labels"].reshape(-1, 1), s["boxes"].reshape(-1, 4),
                         s["weights"].reshape(-1, 1)], axis=1)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import DetectionDataset, ImageRecord, build_dataloader, build_dataset
+from ..data.build import under_root
 from ..data.transforms import unletterbox_boxes
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
@@ -320,8 +321,10 @@ class Evaluator:
                     rows = torch.cat([torch.cat([d.boxes, d.scores[:, None], d.labels[:, None].float()], 1)
                                       for d in dets]).cpu().numpy()  # one device→host copy per batch
                     splits = np.cumsum([len(d.scores) for d in dets])[:-1]
+                    # rows is float32 already (postprocess works in float32) and a fresh array: the parts,
+                    # views of it, are written in place; copy=False only guards against another dtype.
                     for image_id, info, part in zip(batch["image_ids"], batch["infos"], np.split(rows, splits)):
-                        part = part.astype(np.float32)
+                        part = part.astype(np.float32, copy=False)
                         part[:, :4] = unletterbox_boxes(part[:, :4], info)
                         out[int(image_id)] = part
         finally:
@@ -340,8 +343,7 @@ class Evaluator:
     # -- scoring
 
     def _ann_file(self) -> Path:
-        path = Path(self.cfg.data.val.ann_file)
-        return path if path.is_absolute() else Path(self.cfg.data.root) / path
+        return under_root(self.cfg.data.root, self.cfg.data.val.ann_file)
 
     def _ground_truth(self) -> Any:
         """pycocotools ground truth, loaded once: the annotation file (COCO) or built from the records (VOC)."""

@@ -33,18 +33,16 @@ def postprocess(
     conf_thresh: float = 0.001,
     nms_thresh: float = 0.65,
     max_det: int = 100,
-    multi_label: bool = False,
 ) -> List[Detections]:
     """Threshold and class-aware NMS over a batch of decoded predictions.
 
     Args:
         decoded: ``(B, N, 5 + C)`` rows ``x1, y1, x2, y2, objectness, class probabilities``
             (the model's eval-mode output).
-        conf_thresh: keep candidates whose score = objectness × class probability is above this.
+        conf_thresh: keep boxes whose score = objectness × class probability of their best
+            class is above this (one candidate per box: its best class, as in the ONNX NMS).
         nms_thresh: IoU above which a lower-scoring box of the same class is suppressed.
         max_det: most detections kept per image.
-        multi_label: every class above ``conf_thresh`` of a box is a candidate (a little more
-            recall for mAP, more work); otherwise only each box's best class.
 
     Returns:
         one :class:`Detections` per image. One ``batched_nms`` call covers the whole batch
@@ -57,13 +55,9 @@ def postprocess(
     batch, _, width = decoded.shape
     num_classes = width - 5
     scores_all = decoded[..., 4:5] * decoded[..., 5:]  # (B, N, C)
-    if multi_label:
-        img, box, cls = (scores_all > conf_thresh).nonzero(as_tuple=True)
-        scores = scores_all[img, box, cls]
-    else:
-        best, cls = scores_all.max(dim=-1)  # (B, N)
-        img, box = (best > conf_thresh).nonzero(as_tuple=True)
-        scores, cls = best[img, box], cls[img, box]
+    best, cls = scores_all.max(dim=-1)  # (B, N)
+    img, box = (best > conf_thresh).nonzero(as_tuple=True)
+    scores, cls = best[img, box], cls[img, box]
     boxes = decoded[img, box, :4]
     # One group per (image, class): boxes of different images or classes never suppress each other.
     keep = batched_nms(boxes, scores, img * num_classes + cls, nms_thresh)

@@ -5,8 +5,9 @@
     dets, maps = predictor(images, return_fusion=True)  # plus the ASFF weight maps, one per level
 
 The pixels go in the way training batches do (:func:`~yolo_asff.data.transforms.letterbox`,
-then BGR→RGB, /255, ``(x − mean) / std`` as in :func:`~yolo_asff.data.dataset.collate`), and the
-detections come out of the one NMS path, :func:`~yolo_asff.engine.postprocess.postprocess`.
+then BGR→RGB, /255, ``(x − mean) / std`` by :func:`~yolo_asff.data.dataset.normalize_images`,
+as in :func:`~yolo_asff.data.dataset.collate`), and the detections come out of the one NMS
+path, :func:`~yolo_asff.engine.postprocess.postprocess`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.transforms import LetterboxInfo, fit_into, letterbox, size_pair, unletterbox_boxes
+from ..data.dataset import normalize_images
+from ..data.transforms import LetterboxInfo, letterbox, size_pair, unletterbox_boxes
 from .postprocess import Detections, postprocess
 
 __all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
@@ -147,11 +149,6 @@ class Predictor:
         kwargs.update(overrides)
         return cls(model, **kwargs)
 
-    def letterbox_info(self, height: int, width: int) -> LetterboxInfo:
-        """How a ``height``×``width`` picture is mapped into the network input."""
-        sx, sy, px, py, _, _ = fit_into(width, height, self.input_size, self.keep_ratio)
-        return LetterboxInfo(sx, sy, px, py, width, height)
-
     def preprocess(self, images: Sequence[np.ndarray]) -> Tuple[Tensor, List[LetterboxInfo]]:
         """BGR pictures → the normalised input batch ``(B, 3, h, w)`` on the device, and each mapping."""
         boxed, infos = [], []
@@ -159,9 +156,9 @@ class Predictor:
             out, _, info = letterbox(image, self.input_size, self.keep_ratio)
             boxed.append(out)
             infos.append(info)
+        # The uint8 pixels go to the device (a quarter of the bytes of floats) and are normalised there.
         batch = torch.from_numpy(np.stack(boxed)).to(self.device, non_blocking=True)  # (B, h, w, 3) uint8 BGR
-        batch = batch.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
-        batch = batch.sub_(self._mean).div_(self._std)
+        batch = normalize_images(batch, self._mean, self._std)
         return batch.to(self.dtype).contiguous(), infos
 
     def __call__(
@@ -235,8 +232,15 @@ class Predictor:
             maps = [m.float().cpu() for m in maps]
         else:
             decoded, maps = self.model(batch), []
+        dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
+        # One device→host copy per batch, not three per picture: rows x1, y1, x2, y2, score, label
+        # (float32 holds class indices exactly), split per picture on the host.
+        rows = torch.cat([torch.cat([d.boxes.float(), d.scores.float()[:, None], d.labels[:, None].float()], 1)
+                          for d in dets]).cpu().numpy()  # (sum N, 6) float32
+        splits = np.cumsum([len(d.scores) for d in dets])[:-1]
         out = []
-        for det, info in zip(postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det), infos):
-            boxes = unletterbox_boxes(det.boxes.float().cpu().numpy(), info)
-            out.append(Detections(torch.from_numpy(boxes), det.scores.float().cpu(), det.labels.cpu()))
+        for part, info in zip(np.split(rows, splits), infos):
+            boxes = unletterbox_boxes(part[:, :4], info)  # a new (N, 4) float32 array
+            scores = torch.from_numpy(np.ascontiguousarray(part[:, 4]))
+            out.append(Detections(torch.from_numpy(boxes), scores, torch.from_numpy(part[:, 5].astype(np.int64))))
         return out, maps

@@ -134,9 +134,11 @@ def _class_ap(
     order = np.argsort(-scores, kind="stable")
     iou, gt_index = iou[order], gt_index[order]
     ap, ap07 = np.zeros(len(thresholds)), np.zeros(len(thresholds))
+    # Whether each detection's best box is difficult does not depend on the threshold (-1: no box, masked by hit).
+    on_difficult = gt_difficult[np.maximum(gt_index, 0)]
     for t, thresh in enumerate(thresholds):
         hit = iou > thresh
-        difficult = hit & gt_difficult[np.maximum(gt_index, 0)]
+        difficult = hit & on_difficult
         counted = ~difficult  # detections on a difficult box are neither TP nor FP
         tp = np.zeros(len(iou), bool)
         candidates = np.flatnonzero(hit & counted)
