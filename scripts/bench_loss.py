@@ -10,9 +10,7 @@ runs after one warm-up, forward only (the loss value), with device synchronisati
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from yolo_asff.models.build import YOLOV3_ANCHORS  # noqa: E402
 from yolo_asff.models.loss import YoloLoss, assign_targets  # noqa: E402
 from yolo_asff.models.loss_reference import reference_assign, reference_loss  # noqa: E402
+from yolo_asff.utils.benchmark import time_call  # noqa: E402
 
 
 def make_case(batch: int, size: int, boxes: int, classes: int, device: torch.device):
@@ -37,17 +36,8 @@ def make_case(batch: int, size: int, boxes: int, classes: int, device: torch.dev
 
 
 def timed(fn, device: torch.device, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median milliseconds of ``repeat`` synchronised runs after one warm-up call."""
+    return time_call(fn, device, warmup=0, iters=repeat).median_ms
 
 
 def main(argv=None) -> int:
@@ -75,8 +65,8 @@ def main(argv=None) -> int:
     print(f"assignment + loss, batch {args.batch}, {args.size}x{args.size}, {args.boxes} boxes/image, "
           f"{args.classes} classes, {device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     print(f"  {'':28s}{'batched (ours)':>16s}{'plain loop':>14s}{'speed-up':>10s}")
-    print(f"  {'assignment':28s}{assign_ours * 1e3:13.2f} ms{assign_loop * 1e3:11.2f} ms{assign_loop / assign_ours:9.1f}x")
-    print(f"  {'assignment + whole loss':28s}{ours * 1e3:13.2f} ms{loop * 1e3:11.2f} ms{loop / ours:9.1f}x")
+    print(f"  {'assignment':28s}{assign_ours:13.2f} ms{assign_loop:11.2f} ms{assign_loop / assign_ours:9.1f}x")
+    print(f"  {'assignment + whole loss':28s}{ours:13.2f} ms{loop:11.2f} ms{loop / ours:9.1f}x")
     print(f"  same loss: {a.item():.4f} (ours) vs {b.item():.4f} (loop)")
     return 0
 

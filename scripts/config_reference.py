@@ -3,8 +3,8 @@
     .venv/bin/python scripts/config_reference.py            # (re)write docs/CONFIG.md
     .venv/bin/python scripts/config_reference.py --check    # exit 1 if docs/CONFIG.md is out of date
 
-Every row comes from ``iter_config_fields()`` (key, type, help) and the default ``Config()``
-(the default), so the reference cannot drift from the code: tests/test_config_reference.py
+Every row comes from ``iter_config_fields()`` (key, type, default, help; the defaults read from
+a default ``Config()``), so the reference cannot drift from the code: tests/test_config_reference.py
 checks that the file is up to date.
 """
 from __future__ import annotations
@@ -64,12 +64,8 @@ def _cell(text: str) -> str:
 
 
 def _lookup(dotted: str) -> Any:
-    """The value at ``dotted`` in a default :class:`Config`.
-
-    This, not the ``default`` of ``iter_config_fields``, is the default a user gets: a nested
-    section may have its own defaults (``data.train`` starts with COCO's train2017 paths, while
-    a bare ``SplitConfig`` has empty ones).
-    """
+    """The object at ``dotted`` in a default :class:`Config`: a section such as ``data.train``
+    (a dataclass instance, with the defaults that section really starts with) or a value."""
     obj: Any = Config()
     for part in dotted.split("."):
         obj = getattr(obj, part)
@@ -107,8 +103,7 @@ def render() -> str:
         out.append(_section_intro(section) + "\n")
         out.append("| key | type | default | meaning |")
         out.append("| --- | --- | --- | --- |")
-        for key, type_name, _, meaning in rows:
-            default = _lookup(key)
+        for key, type_name, default, meaning in rows:
             choices = CHOICES.get(key)
             if choices:
                 type_name = f"one of {', '.join(choices)}"

@@ -56,56 +56,22 @@ done
 BASE=${COCO_URL:-http://images.cocodataset.org}
 ARCHIVES="$DIR/archives"
 
-say() { echo "[coco] $*"; }
-die() { echo "[coco] error: $*" >&2; exit 1; }
-run() {  # run a command, or only print it under --dry-run
-  if [ "$DRY_RUN" = 1 ]; then echo "+ $*"; else "$@"; fi
-}
+LOG_TAG=coco
+source "$(dirname "${BASH_SOURCE[0]}")/lib/download.sh"
 
 need_tools() {
-  command -v curl >/dev/null || command -v wget >/dev/null || die "needs curl or wget"
+  need_downloader
   command -v unzip >/dev/null || die "needs unzip (e.g. apt-get install unzip)"
-}
-
-sha1_of() {
-  if command -v sha1sum >/dev/null; then sha1sum "$1" | cut -d' ' -f1; else shasum -a 1 "$1" | cut -d' ' -f1; fi
-}
-
-# fetch URL FILE: download to FILE.part, resuming a partial one, and rename it when complete.
-fetch() {
-  local url=$1 file=$2
-  if [ -f "$file" ]; then say "have $file"; return; fi
-  say "downloading $url"
-  local ok=1
-  if command -v curl >/dev/null; then
-    run curl -fL --progress-bar --retry 5 --retry-delay 10 -C - -o "$file.part" "$url" || ok=0
-  else
-    run wget -c --tries=5 -O "$file.part" "$url" || ok=0
-  fi
-  [ "$ok" = 1 ] || die "download of $url failed; re-run to resume it (if it keeps failing, delete $file.part)"
-  run mv "$file.part" "$file"
 }
 
 # verify FILE SHA1: check the known SHA-1 when there is one (SHA1 may be empty), else a full `unzip -t`.
 verify() {
   local file=$1 sha1=$2
+  if [ -n "$sha1" ]; then verify_sum "$file" sha1 "$sha1"; return; fi
   if [ "$VERIFY" = 0 ]; then say "not verifying $file (--no-verify)"; return; fi
-  if [ "$DRY_RUN" = 1 ]; then
-    if [ -n "$sha1" ]; then echo "+ verify $file (SHA-1 $sha1)"; else echo "+ unzip -tq $file"; fi
-    return
-  fi
+  if [ "$DRY_RUN" = 1 ]; then echo "+ unzip -tq $file"; return; fi
   say "verifying $file"
-  if [ -n "$sha1" ]; then
-    local got
-    got=$(sha1_of "$file")
-    [ "$got" = "$sha1" ] && return
-    mv "$file" "$file.corrupt"
-    die "$file: SHA-1 $got, expected $sha1; moved it to $file.corrupt. Re-run to download it again."
-  fi
-  if ! unzip -tq "$file" >/dev/null; then
-    mv "$file" "$file.corrupt"
-    die "$file is not a complete zip archive; moved it to $file.corrupt. Re-run to download it again."
-  fi
+  unzip -tq "$file" >/dev/null || reject "$file" "$file is not a complete zip archive"
 }
 
 count_jpgs() { [ -d "$1" ] && find "$1" -maxdepth 1 -name '*.jpg' | wc -l | tr -d ' ' || echo 0; }

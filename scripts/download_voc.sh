@@ -52,46 +52,12 @@ done
 OFFICIAL=http://host.robots.ox.ac.uk/pascal/VOC
 ARCHIVES="$DIR/archives"
 
-say() { echo "[voc] $*"; }
-die() { echo "[voc] error: $*" >&2; exit 1; }
-run() {  # run a command, or only print it under --dry-run
-  if [ "$DRY_RUN" = 1 ]; then echo "+ $*"; else "$@"; fi
-}
+LOG_TAG=voc
+source "$(dirname "${BASH_SOURCE[0]}")/lib/download.sh"
 
 need_tools() {
-  command -v curl >/dev/null || command -v wget >/dev/null || die "needs curl or wget"
+  need_downloader
   command -v tar >/dev/null || die "needs tar"
-}
-
-md5_of() {
-  if command -v md5sum >/dev/null; then md5sum "$1" | cut -d' ' -f1; else md5 -q "$1"; fi
-}
-
-# fetch URL FILE: download to FILE.part, resuming a partial one, and rename it when complete.
-fetch() {
-  local url=$1 file=$2
-  if [ -f "$file" ]; then say "have $file"; return; fi
-  say "downloading $url"
-  local ok=1
-  if command -v curl >/dev/null; then
-    run curl -fL --progress-bar --retry 5 --retry-delay 10 -C - -o "$file.part" "$url" || ok=0
-  else
-    run wget -c --tries=5 -O "$file.part" "$url" || ok=0
-  fi
-  [ "$ok" = 1 ] || die "download of $url failed; re-run to resume it (if it keeps failing, delete $file.part)"
-  run mv "$file.part" "$file"
-}
-
-verify() {
-  local file=$1 md5=$2
-  if [ "$VERIFY" = 0 ]; then say "not verifying $file (--no-verify)"; return; fi
-  if [ "$DRY_RUN" = 1 ]; then echo "+ verify $file (MD5 $md5)"; return; fi
-  say "verifying $file"
-  local got
-  got=$(md5_of "$file")
-  [ "$got" = "$md5" ] && return
-  mv "$file" "$file.corrupt"
-  die "$file: MD5 $got, expected $md5; moved it to $file.corrupt. Re-run to download it again."
 }
 
 # split_complete YEAR SET: the split list exists and every image in it has its JPEG and its XML.
@@ -120,7 +86,7 @@ get() {
     return
   fi
   fetch "$url" "$file"
-  verify "$file" "$md5"
+  verify_sum "$file" md5 "$md5"
   say "unpacking $name into $DIR"
   # The archives hold VOCdevkit/VOC<year>/...: drop the VOCdevkit level so DIR itself is the devkit.
   run tar -xf "$file" -C "$DIR" --strip-components=1

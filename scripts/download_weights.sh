@@ -55,11 +55,8 @@ while [ $# -gt 0 ]; do
 done
 BASE=${WEIGHTS_URL:-https://pjreddie.com/media/files}
 
-say() { echo "[weights] $*"; }
-die() { echo "[weights] error: $*" >&2; exit 1; }
-run() {  # run a command, or only print it under --dry-run
-  if [ "$DRY_RUN" = 1 ]; then echo "+ $*"; else "$@"; fi
-}
+LOG_TAG=weights
+source "$(dirname "${BASH_SOURCE[0]}")/lib/download.sh"
 
 size_of() { wc -c <"$1" | tr -d ' '; }
 
@@ -76,7 +73,7 @@ if [ -n "$ONLY" ]; then
     [ "$known" = 1 ] || die "--only: unknown file '$name'; choose from darknet53.conv.74, yolov3.weights, yolov3-tiny.weights"
   done
 fi
-command -v curl >/dev/null || command -v wget >/dev/null || die "needs curl or wget"
+need_downloader
 
 if [ "$DRY_RUN" = 1 ]; then say "dry run: printing the commands, downloading nothing"; fi
 say "target: $DIR"
@@ -95,20 +92,10 @@ for entry in "${FILES[@]}"; do
     say "$file has $(size_of "$file") bytes, expected $size: moving it to $file.corrupt"
     run mv "$file" "$file.corrupt"
   fi
-  say "downloading $BASE/$name"
-  ok=1
-  if command -v curl >/dev/null; then
-    run curl -fL --progress-bar --retry 5 --retry-delay 10 -C - -o "$file.part" "$BASE/$name" || ok=0
-  else
-    run wget -c --tries=5 -O "$file.part" "$BASE/$name" || ok=0
-  fi
-  [ "$ok" = 1 ] || die "download of $BASE/$name failed; re-run to resume it (if it keeps failing, delete $file.part)"
+  download "$BASE/$name" "$file.part"
   if [ "$VERIFY" = 1 ] && [ "$DRY_RUN" != 1 ]; then
     got=$(size_of "$file.part")
-    if [ "$got" != "$size" ]; then
-      mv "$file.part" "$file.corrupt"
-      die "$name: $got bytes, expected $size; moved it to $file.corrupt. Re-run to download it again."
-    fi
+    [ "$got" = "$size" ] || reject "$file.part" "$name: $got bytes, expected $size" "$file.corrupt"
   fi
   run mv "$file.part" "$file"
   if [ "$DRY_RUN" != 1 ]; then say "$name: ok"; fi

@@ -31,8 +31,9 @@ from yolo_asff.data import SampleRequest, build_dataset, collate  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.utils.benchmark import (  # noqa: E402
     PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
-    format_table, resolve_device, write_json,
+    format_table, resolve_device,
 )
+from yolo_asff.utils.files import write_json  # noqa: E402
 
 
 def bench_data(args: argparse.Namespace) -> dict:
@@ -171,7 +172,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except torch.cuda.OutOfMemoryError:
-        print(f"error: out of GPU memory at batch {args.batch}; try a smaller --batch", file=sys.stderr)
+        batch = getattr(args, "batch", None)  # None: the config's batch size, not known here
+        at = f" at batch {batch}" if batch is not None else ""
+        print(f"error: out of GPU memory{at}; try a smaller --batch", file=sys.stderr)
         return 1
     if args.json:
         command = shlex.join(["tools/benchmark.py", *argv])

@@ -8,7 +8,8 @@ __all__ = ["Config", "ConfigError", "build_model", "load_config", "load_darknet_
 
 
 def __getattr__(name: str):
-    # The Darknet reader is imported on first use: most programs never need it.
+    # The Darknet reader is imported on first use, not with the package, so a bare `import yolo_asff`
+    # stays light; anything that loads weights (engine.checkpoint) has imported it already.
     if name == "load_darknet_weights":
         from .io.darknet import load_darknet_weights
 

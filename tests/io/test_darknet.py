@@ -70,6 +70,14 @@ def test_load_keeps_dtype(tmp_path):
     assert torch.equal(dst.head.convs[0].weight, src.head.convs[0].weight.double())
 
 
+def test_save_bf16_model(tmp_path):
+    src = randomise(make_model("yolov3_tiny", width=0.25)).bfloat16()
+    assert save_darknet_weights(src, tmp_path / "t.weights") == 13
+    dst = make_model("yolov3_tiny", width=0.25)
+    assert load_darknet_weights(dst, tmp_path / "t.weights") == 13
+    assert torch.equal(dst.head.convs[0].weight, src.head.convs[0].weight.float())
+
+
 def test_backbone_file_loads_into_asff_and_partially_into_yolov3(tmp_path, caplog):
     src = randomise(make_model("yolov3", width=0.25))
     path = tmp_path / "darknet53.conv.74"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..io import official
+from ..io.darknet import load_darknet_weights
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 
@@ -218,14 +219,13 @@ def load_weights_file(model: nn.Module, path: PathLike) -> WeightsLoad:
     are skipped and reported; each caller decides whether that is acceptable (fine-tuning) or not
     (evaluation)."""
     if is_darknet_file(path):
-        from ..io.darknet import load_darknet_weights
-
         return WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
     checkpoint = load_checkpoint(path)
     key = preferred_weights_key(checkpoint)
-    if official.looks_official(_strip_prefixes(checkpoint[key])):
+    state = _strip_prefixes(checkpoint[key])
+    if official.looks_official(state):
         try:
-            converted = official.convert_official_state_dict(checkpoint[key])
+            converted = official.convert_official_state_dict(state)
         except official.OfficialCheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from exc
         config = Path("configs", "official", official.OFFICIAL_VARIANTS[converted.variant])

@@ -175,7 +175,7 @@ def save_darknet_weights(model: YoloDetector, path: PathLike, cutoff: Optional[i
         f.write(np.array([0, 2, 0], dtype="<i4").tobytes() + np.array([0], dtype="<u8").tobytes())
         for layer in layers:
             for tensor in _layer_tensors(*layer):
-                f.write(tensor.detach().cpu().numpy().astype("<f4").tobytes())
+                f.write(tensor.detach().float().cpu().numpy().astype("<f4", copy=False).tobytes())
 
     atomic_write(path, write)
     return len(layers)

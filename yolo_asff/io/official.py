@@ -266,8 +266,8 @@ def to_official_layout(decoded: Tensor, grid_sizes: Sequence[Tuple[int, int]], n
     if sum(counts) != decoded.shape[1]:
         raise ValueError(f"{decoded.shape[1]} predictions do not match grids {list(grid_sizes)} × {num_slots} slots")
     parts: List[Tensor] = list(decoded.split(counts, dim=1))[::-1]
-    out = torch.cat(parts, dim=1).clone()
-    xy1, xy2 = out[..., 0:2].clone(), out[..., 2:4].clone()
+    out = torch.cat(parts, dim=1)  # a new tensor: decoded is left as it was
+    xy1, xy2 = out[..., 0:2].clone(), out[..., 2:4]  # xy1 is overwritten below before its last use
     out[..., 0:2] = (xy1 + xy2) / 2
     out[..., 2:4] = xy2 - xy1
     return out

@@ -7,7 +7,7 @@ initialisation) and ``warmup`` untimed calls. On CUDA each timed run is brackete
 Reduced precision is autocast (``fp16``, ``bf16``) around the model; the decoding,
 postprocess and loss run in float32 as they do in training and evaluation.
 
-The results are plain dicts ready for JSON (:func:`write_json`), with the environment
+The results are plain dicts ready for JSON (:func:`~yolo_asff.utils.files.write_json`), with the environment
 (:func:`environment`) and the command, so a figure can be quoted with what produced it.
 """
 from __future__ import annotations
@@ -21,18 +21,17 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.dataset import collate
-from ..data.transforms import LetterboxInfo, letterbox, unletterbox_boxes
+from ..data.transforms import size_pair, unletterbox_boxes
 from ..engine.optim import build_optimizer
 from ..engine.postprocess import postprocess
+from ..engine.predictor import Predictor
 from ..models.loss import build_loss
-from .files import atomic_write
 from .model_stats import count_flops, count_parameters
 
 __all__ = [
@@ -46,11 +45,9 @@ __all__ = [
     "environment",
     "synthetic_image",
     "synthetic_targets",
-    "preprocess",
     "benchmark_inference",
     "benchmark_training",
     "format_table",
-    "write_json",
     "summarize_results",
 ]
 
@@ -126,8 +123,11 @@ def check_precision(device: torch.device, precision: str) -> None:
 
 
 def autocast(device: torch.device, precision: str):
-    """The autocast context for ``precision`` (a no-op for fp32)."""
-    check_precision(device, precision)
+    """The autocast context for ``precision`` (a no-op for fp32).
+
+    Cheap enough for a timed loop: it does not validate ``precision`` again; check it once
+    beforehand with :func:`check_precision`.
+    """
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
@@ -203,22 +203,6 @@ def synthetic_targets(batch: int, size: Tuple[int, int], num_classes: int, boxes
     return torch.cat([image[:, None], labels[:, None], corner, corner + sides, torch.ones(n, 1)], dim=1)
 
 
-def preprocess(images_bgr: Sequence[np.ndarray], size: Tuple[int, int], mean: Sequence[float],
-               std: Sequence[float], keep_ratio: bool = True) -> Tuple[Tensor, List[LetterboxInfo]]:
-    """Decoded BGR uint8 pictures → the network input ``(B, 3, H, W)`` and the mappings back.
-
-    The evaluation path: the project's :func:`~yolo_asff.data.transforms.letterbox` and the
-    normalisation of :func:`~yolo_asff.data.dataset.collate`.
-    """
-    samples, infos = [], []
-    for image in images_bgr:
-        boxed, _, info = letterbox(image, size, keep_ratio)
-        samples.append({"image": boxed, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0),
-                        "weights": np.zeros(0), "image_id": None, "info": info})
-        infos.append(info)
-    return collate(samples, mean, std)["images"], infos
-
-
 def _prepare(model: nn.Module, device: torch.device, channels_last: bool, compile_model: bool):
     model = model.to(device)
     if channels_last:
@@ -245,10 +229,10 @@ def _reset_peak_memory(device: torch.device) -> None:
 
 
 def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise BenchmarkError(f"--size must be positive multiples of 32, got {h}x{w}")
-    return h, w
+    try:
+        return size_pair(size, name="--size")
+    except ValueError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 def benchmark_inference(
@@ -267,8 +251,10 @@ def benchmark_inference(
     """Inference speed of ``model`` with ``cfg.test``'s postprocess settings.
 
     Measures, at batch 1: the forward pass; forward + :func:`postprocess`; end to end from
-    a decoded 640×480 uint8 picture (letterbox, normalise, copy to the device, forward,
-    postprocess, boxes back to the picture's pixels). At ``batch``: forward throughput.
+    a decoded 640×480 uint8 picture (:meth:`Predictor.preprocess
+    <yolo_asff.engine.predictor.Predictor.preprocess>`: letterbox, copy to the device,
+    normalise there; then forward, postprocess, boxes back to the picture's pixels).
+    At ``batch``: forward throughput.
 
     Returns ``{"model": {arch, ..., parameters, gflops}, "results": {...}}`` with results
     ``latency_ms`` (``forward``, ``forward_postprocess``, ``end_to_end``: :class:`Timing`
@@ -282,11 +268,12 @@ def benchmark_inference(
     check_precision(device, precision)
     model.eval().to(device)
     params, flops = count_parameters(model), count_flops(model, (h, w))
+    # The predictor's own input path (letterbox, uint8 to the device, normalise there); its model is not run.
+    predictor = Predictor.from_config(cfg, model, device=device, img_size=(h, w))
     run_model, _ = _prepare(model, device, channels_last, compile_model)
     t = cfg.test
     picture = synthetic_image()
-    x1 = _to_input(preprocess([picture], (h, w), cfg.data.mean, cfg.data.std, cfg.data.letterbox)[0], device,
-                   channels_last)
+    x1 = _to_input(predictor.preprocess([picture])[0], device, channels_last)
     xb = _to_input(torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)), device, channels_last)
 
     def forward(x: Tensor) -> Tensor:
@@ -297,7 +284,7 @@ def benchmark_inference(
         return postprocess(forward(x1), t.conf_thresh, t.nms_thresh, t.max_det)
 
     def end_to_end():
-        x, infos = preprocess([picture], (h, w), cfg.data.mean, cfg.data.std, cfg.data.letterbox)
+        x, infos = predictor.preprocess([picture])
         det = postprocess(forward(_to_input(x, device, channels_last)), t.conf_thresh, t.nms_thresh, t.max_det)[0]
         return unletterbox_boxes(det.boxes.cpu().numpy(), infos[0])
 
@@ -412,12 +399,6 @@ def format_table(title: str, rows: Sequence[Tuple[str, str]]) -> str:
     lines = [title, "-" * max(len(title), 20)]
     lines += [f"{key:<{width}}  {value}" for key, value in rows]
     return "\n".join(lines)
-
-
-def write_json(path: Union[str, os.PathLike], record: Dict[str, Any]) -> None:
-    """Write ``record`` as indented JSON, atomically."""
-    text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def summarize_results(folder: Union[str, os.PathLike]) -> str:
