@@ -10,6 +10,7 @@ import torch
 
 from yolo_asff.config import ModelConfig
 from yolo_asff.models import build_model
+from yolo_asff.utils.logging import get_logger
 
 # The model variants of the zoo, as config overrides of the model section.
 VARIANTS = {
@@ -29,6 +30,20 @@ def make_model(variant: str = "yolov3_asff", **overrides):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logger():
+    """Undo what a test's setup_logging() did to the project logger, so the next test starts as a new process."""
+    logger = get_logger()
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture

@@ -15,13 +15,32 @@ def get_logger(child: Optional[str] = None) -> logging.Logger:
     return logging.getLogger(LOGGER_NAME if not child else f"{LOGGER_NAME}.{child}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever ``sys.stderr`` is when a record is written.
+
+    ``sys.stderr`` may be replaced after set-up (output capture in tests, a notebook's
+    redirect); a handler that kept the old stream would write to a closed file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class assigns it; the live sys.stderr always wins
+        pass
+
+
 def setup_logging(level: int = logging.INFO, log_file: Optional[str] = None) -> logging.Logger:
     """Send the project's log records to stderr (and to ``log_file``), once; returns the logger."""
     logger = get_logger()
     logger.setLevel(level)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     if not any(getattr(h, "_yolo_asff", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(fmt)
         handler._yolo_asff = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
