@@ -23,6 +23,7 @@ setup(
         "albumentations>=2.0",
         "pycocotools>=2.0",
         "tensorboard>=2.10",
+        "pillow>=8",  # picture sizes and EXIF orientation from the header (yolo_asff/data/images.py)
     ],
     extras_require={
         # OpenCV 5 drops cv2.dnn.readNetFromDarknet, which the Darknet round-trip test uses.

@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.config import ConfigError  # noqa: E402
 from yolo_asff.data import SampleRequest, build_dataset, collate  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
+from yolo_asff.engine.checkpoint import load_weights_file  # noqa: E402
 from yolo_asff.utils.benchmark import (  # noqa: E402
     PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
     format_table, resolve_device,
 )
-from yolo_asff.utils.files import write_json  # noqa: E402
+from yolo_asff.utils.cli import tool_main  # noqa: E402
+from yolo_asff.utils.files import check_writable, write_json  # noqa: E402
 
 
 def bench_data(args: argparse.Namespace) -> dict:
@@ -147,6 +147,7 @@ def _add_model_options(parser: argparse.ArgumentParser, warmup: int, iters: int)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (first call not timed)")
 
 
+@tool_main
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,14 +164,13 @@ def main(argv=None) -> int:
     data.add_argument("--size", type=int, default=608)
     data.add_argument("--samples", type=int, default=300)
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json, "--json file")
     try:
         if args.what == "data":
             record = {"env": environment(torch.device("cpu")), **bench_data(args)}
         else:
             record = bench_model(args)
-    except (ConfigError, CheckpointError, BenchmarkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except torch.cuda.OutOfMemoryError:
         batch = getattr(args, "batch", None)  # None: the config's batch size, not known here
         at = f" at batch {batch}" if batch is not None else ""

@@ -1,5 +1,8 @@
 """Write grids of augmented training samples with their boxes and class names: what the model will see.
 
+Prints the data summary first (images, boxes per class, problems found), as the trainer does;
+``tools/check_dataset.py`` checks both splits in more detail.
+
     python tools/browse_dataset.py --config configs/builtin.yaml [--num 16] [--out runs/browse] [--size 416]
 """
 from __future__ import annotations
@@ -14,11 +17,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff import load_config  # noqa: E402
-from yolo_asff.config import ConfigError  # noqa: E402
-from yolo_asff.data import DatasetError, SampleRequest, build_dataset  # noqa: E402
+from yolo_asff.data import SampleRequest, build_dataset  # noqa: E402
+from yolo_asff.utils.cli import tool_main  # noqa: E402
+from yolo_asff.utils.files import check_writable, make_dir  # noqa: E402
+from yolo_asff.utils.logging import setup_logging  # noqa: E402
 from yolo_asff.utils.visualize import draw_boxes, image_grid  # noqa: E402
 
 
+@tool_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
@@ -29,12 +35,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--opts", nargs="*", default=[])
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.opts)
-        dataset = build_dataset(cfg, "train")
-    except (ConfigError, DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.opts)
+    check_writable(args.out, "--out folder", folder=True)
+    setup_logging()  # the readers' summary: images, boxes per class, problems found
+    dataset = build_dataset(cfg, "train")
     size = args.size or (cfg.data.img_size if isinstance(cfg.data.img_size, int) else None)
     hw = (size, size) if size else tuple(cfg.data.img_size)
     dataset.reseed(args.seed)
@@ -46,9 +50,7 @@ def main(argv=None) -> int:
         tile = draw_boxes(sample["image"], sample["boxes"], sample["labels"], dataset.class_names,
                           scores=sample["weights"] if (sample["weights"] < 1).any() else None)
         tiles.append(tile)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "train_samples.jpg"
+    path = make_dir(args.out) / "train_samples.jpg"
     cv2.imwrite(str(path), image_grid(tiles, columns=4, cell=hw))
     print(f"wrote {len(tiles)} augmented samples at {hw[0]}x{hw[1]} to {path} (numbers on boxes are mixup weights)")
     return 0

@@ -20,9 +20,8 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_asff.config import ConfigError  # noqa: E402
-from yolo_asff.io.official import OfficialCheckpointError, convert_official_checkpoint  # noqa: E402
-from yolo_asff.utils.cli import UserError  # noqa: E402
+from yolo_asff.io.official import convert_official_checkpoint  # noqa: E402
+from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
 
 
 def convert(src: Path, dst: Path, force: bool = False) -> int:
@@ -41,17 +40,14 @@ def convert(src: Path, dst: Path, force: bool = False) -> int:
     return 0
 
 
+@tool_main
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("src", metavar="IN", type=Path, help="official ASFF checkpoint (.pth)")
     parser.add_argument("dst", metavar="OUT", type=Path, help="yolo-asff checkpoint to write (.pth)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT")
     args = parser.parse_args(argv)
-    try:
-        return convert(args.src, args.dst, args.force)
-    except (OfficialCheckpointError, ConfigError, UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return convert(args.src, args.dst, args.force)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +27,18 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.config import Config, ConfigError  # noqa: E402
-from yolo_asff.data.build import under_root  # noqa: E402
+from yolo_asff.config import Config  # noqa: E402
+from yolo_asff.data import DatasetError  # noqa: E402
+from yolo_asff.data.build import dataset_class_names  # noqa: E402
+from yolo_asff.data.images import IMAGE_EXTENSIONS, is_image_name  # noqa: E402
 from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
 from yolo_asff.engine.postprocess import Detections  # noqa: E402
 from yolo_asff.engine.predictor import Predictor, read_image, resolve_device  # noqa: E402
-from yolo_asff.utils.cli import UserError  # noqa: E402
+from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
+from yolo_asff.utils.files import check_writable, make_dir  # noqa: E402
 from yolo_asff.utils.fusion_maps import fusion_figure  # noqa: E402
 from yolo_asff.utils.visualize import draw_boxes  # noqa: E402
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
 MAX_BAD_FRAMES_IN_A_ROW = 25  # then the stream is taken to have ended
 
@@ -66,23 +67,23 @@ def resolve_source(text: str) -> Source:
     """Classify --source; raise UserError for a missing path, an unknown type or no images."""
     path = Path(text)
     if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
         if not paths:
-            raise UserError(f"no images ({' '.join(IMAGE_EXTS)}) in folder {path}")
+            raise UserError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) in folder {path}")
         return Source("images", paths)
     if path.is_file():
         ext = path.suffix.lower()
-        if ext in IMAGE_EXTS:
+        if is_image_name(path):
             return Source("images", [path], single=True)
         if ext in VIDEO_EXTS:
             return Source("video", [path])
         raise UserError(f"unsupported file type '{ext or path.name}' for {path}: use an image "
-                        f"({' '.join(IMAGE_EXTS)}), a video ({' '.join(VIDEO_EXTS)}), a folder or a glob")
+                        f"({' '.join(IMAGE_EXTENSIONS)}), a video ({' '.join(VIDEO_EXTS)}), a folder or a glob")
     if text.isdigit():
         return Source("webcam", camera=int(text))
     if any(c in text for c in "*?["):
         matches = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
-        paths = [p for p in matches if p.suffix.lower() in IMAGE_EXTS]
+        paths = [p for p in matches if is_image_name(p)]
         if not paths:
             raise UserError(f"no images match {text!r} ({len(matches)} other files do)")
         return Source("images", paths)
@@ -92,32 +93,14 @@ def resolve_source(text: str) -> Source:
 def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
     """The model's class names from the config's dataset, and a note when they had to be made up.
 
-    ``data.class_names``, else the categories of the COCO annotation file (val first: it is
-    small), else the built-in or VOC class list; ``class N`` when none fits ``model.num_classes``.
+    ``data.class_names``, else the dataset's own (COCO categories, the YOLO data YAML's names,
+    the built-in or VOC class list); ``class N`` when none fits ``model.num_classes``.
     """
-    from yolo_asff.data.builtin import CLASSES as BUILTIN_CLASSES
-    from yolo_asff.data.voc import VOC_CLASSES
-
-    d, count = cfg.data, cfg.model.num_classes
-    names, where = None, "the config"
-    if d.class_names:
-        names, where = list(d.class_names), "data.class_names"
-    elif d.format == "coco":
-        for split in (d.val, d.train):
-            ann = under_root(d.root, split.ann_file)
-            if split.ann_file and ann.is_file():
-                try:
-                    categories = json.loads(ann.read_text(encoding="utf-8"))["categories"]
-                    names, where = [c["name"] for c in sorted(categories, key=lambda c: c["id"])], str(ann)
-                except (ValueError, KeyError, TypeError, OSError):
-                    continue
-                break
-        if names is None and d.builtin:
-            names, where = list(BUILTIN_CLASSES), "the built-in dataset"
-        elif names is None:
-            where = f"{under_root(d.root, d.val.ann_file)} (not found)"
-    else:
-        names, where = list(VOC_CLASSES), "the VOC class list"
+    count = cfg.model.num_classes
+    try:
+        names, where = dataset_class_names(cfg), "the dataset of the config"
+    except DatasetError as exc:
+        names, where = None, f"the dataset of the config ({exc})"
     if names is not None and len(names) == count:
         return names, None
     found = f"{len(names)} names in {where}" if names is not None else f"no class names in {where}"
@@ -290,6 +273,7 @@ def build_predictor(args: argparse.Namespace, cfg: Config) -> Tuple[Predictor, b
     return predictor, getattr(model, "fusion", None) is not None
 
 
+@tool_main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="model config YAML")
@@ -308,44 +292,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. model.num_classes=20")
     args = parser.parse_args(argv)
 
-    try:
-        if args.fusion_every < 1:
-            raise UserError(f"--fusion-every must be at least 1, got {args.fusion_every}")
-        cfg = load_config(args.config, args.opts)
-        source = resolve_source(args.source)
-        out = Path(args.out)
-        if source.kind == "images" and any(p.parent.resolve() == out.resolve() for p in source.paths):
-            raise UserError(f"--out {out} is where the source images are: they would be overwritten; "
-                            "choose another --out")
-        predictor, has_fusion = build_predictor(args, cfg)
-        names, note = class_names_for(cfg)
-        if note:
-            print(f"note: {note}")
-        fusion = args.fusion_maps
-        if fusion and not has_fusion:
-            print(f"note: {cfg.model.arch} (model.fusion={cfg.model.fusion}) has no ASFF fusion: "
-                  "no fusion maps written")
-            fusion = False
-        out.mkdir(parents=True, exist_ok=True)
-        size = "x".join(map(str, predictor.input_size[::-1]))
-        print(f"model: {cfg.model.arch}, {cfg.model.num_classes} classes, input {size}, "
-              f"{'letterbox' if predictor.keep_ratio else 'stretch'}, {predictor.device}, "
-              f"{'fp16' if predictor.half else 'fp32'}, conf {args.conf}, nms {args.nms}")
-        if source.kind == "images":
-            summary = run_images(predictor, source, names, out, fusion)
-            if not summary.items:
-                raise UserError(f"none of the {len(source.paths)} images could be read")
-            print(f"annotated images: {summary.items} in {out}")
-            unit = "images"
-        else:
-            summary, path, fps = run_video(predictor, source, names, out, fusion, args.fusion_every, args.max_frames)
-            if not summary.items:
-                raise UserError(f"no frame of {args.source} could be read")
-            print(f"annotated video: {path} ({summary.items} frames, {fps:g} fps)")
-            unit = "frames"
-    except (ConfigError, UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.fusion_every < 1:
+        raise UserError(f"--fusion-every must be at least 1, got {args.fusion_every}")
+    cfg = load_config(args.config, args.opts)
+    check_writable(args.out, "--out folder", folder=True)
+    source = resolve_source(args.source)
+    out = Path(args.out)
+    if source.kind == "images" and any(p.parent.resolve() == out.resolve() for p in source.paths):
+        raise UserError(f"--out {out} is where the source images are: they would be overwritten; "
+                        "choose another --out")
+    predictor, has_fusion = build_predictor(args, cfg)
+    names, note = class_names_for(cfg)
+    if note:
+        print(f"note: {note}")
+    fusion = args.fusion_maps
+    if fusion and not has_fusion:
+        print(f"note: {cfg.model.arch} (model.fusion={cfg.model.fusion}) has no ASFF fusion: "
+              "no fusion maps written")
+        fusion = False
+    make_dir(out)
+    size = "x".join(map(str, predictor.input_size[::-1]))
+    print(f"model: {cfg.model.arch}, {cfg.model.num_classes} classes, input {size}, "
+          f"{'letterbox' if predictor.keep_ratio else 'stretch'}, {predictor.device}, "
+          f"{'fp16' if predictor.half else 'fp32'}, conf {args.conf}, nms {args.nms}")
+    if source.kind == "images":
+        summary = run_images(predictor, source, names, out, fusion)
+        if not summary.items:
+            raise UserError(f"none of the {len(source.paths)} images could be read")
+        print(f"annotated images: {summary.items} in {out}")
+        unit = "images"
+    else:
+        summary, path, fps = run_video(predictor, source, names, out, fusion, args.fusion_every, args.max_frames)
+        if not summary.items:
+            raise UserError(f"no frame of {args.source} could be read")
+        print(f"annotated video: {path} ({summary.items} frames, {fps:g} fps)")
+        unit = "frames"
     if summary.fusion_written:
         print(f"fusion maps: {summary.fusion_written} in {out} (*_fusion.jpg)")
     skipped = f", skipped {len(summary.skipped)}" if summary.skipped else ", skipped 0"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -26,13 +25,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.config import ConfigError  # noqa: E402
-from yolo_asff.data import DatasetError  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
+from yolo_asff.engine.checkpoint import load_weights_file  # noqa: E402
 from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
 from yolo_asff.engine.predictor import resolve_device  # noqa: E402
-from yolo_asff.utils.cli import UserError  # noqa: E402
-from yolo_asff.utils.files import write_json  # noqa: E402
+from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
+from yolo_asff.utils.files import check_writable, write_json  # noqa: E402
 from yolo_asff.utils.logging import get_logger, setup_logging  # noqa: E402
 
 
@@ -76,20 +73,11 @@ def load_weights(model: nn.Module, path: Path) -> str:
     return key
 
 
-def _finite(value: Any) -> Any:
-    """NaN (nothing of that kind in the data) as JSON null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
-
-
 def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
-    """The numbers worth keeping (no text tables), NaN as null."""
+    """The numbers worth keeping (no text tables); NaN becomes null when written."""
     keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "voc", "testdev",
             "dets_path"]
-    return _finite({**{k: metrics[k] for k in keep if k in metrics}, **extra})
+    return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -97,16 +85,16 @@ def evaluate(args: argparse.Namespace) -> int:
     weights = Path(args.weights)
     if not weights.is_file():
         raise UserError(f"weights file not found: {weights} (--weights: a yolo-asff checkpoint or a Darknet .weights)")
+    for path, what in ((args.json, "--json file"), (args.dets, "--dets file")):
+        if path:
+            check_writable(path, what)
     device = pick_device(args.device or cfg.runtime.device)
     setup_logging()
     get_logger("eval").setLevel(logging.WARNING)  # the report is printed below, not logged twice
     model = build_model(cfg)
     loaded = load_weights(model, weights)
     model.to(device).eval()
-    try:
-        evaluator = Evaluator(cfg, testdev=args.testdev)
-    except ValueError as exc:  # e.g. the dataset's class count differs from model.num_classes
-        raise UserError(str(exc)) from exc
+    evaluator = Evaluator(cfg, testdev=args.testdev)
     metrics = evaluator.evaluate(model, half=args.half, progress=True, dets_path=args.dets)
     size = cfg.test.img_size
     print(f"{weights} ({loaded} weights), {metrics['num_images']} images at "
@@ -121,6 +109,7 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@tool_main
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="config YAML (model and data.val)")
@@ -135,12 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--dets", help="write the detections here (COCO results JSON)")
     parser.add_argument("--testdev", action="store_true", help="no ground truth: write the detections only")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/coco")
-    args = parser.parse_args(argv)
-    try:
-        return evaluate(args)
-    except (ConfigError, CheckpointError, DatasetError, UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return evaluate(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.config import ConfigError  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_weights_file  # noqa: E402
+from yolo_asff.engine.checkpoint import load_weights_file  # noqa: E402
 from yolo_asff.engine.export import (  # noqa: E402
     DEFAULT_OPSET, DEFORM_CONV_OPSET, INSTALL_HINT, SUPPORTED_OPSETS, ExportError, check_onnx, export_onnx,
     onnx_output_names, resolve_opset,
 )
+from yolo_asff.utils.cli import tool_main  # noqa: E402
+from yolo_asff.utils.files import check_writable  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            print(f"error: --check needs onnxruntime, which is not installed; install it with: {INSTALL_HINT}",
-                  file=sys.stderr)
-            return 2
+            raise ExportError(f"--check needs onnxruntime, which is not installed; install it with: {INSTALL_HINT}") \
+                from None
     cfg = load_config(args.config, args.opts)
+    check_writable(args.out, "--out file")
     h, w = input_size(args, cfg)
     if args.batch < 1 or args.max_det < 1:
         raise ExportError("--batch and --max-det must be at least 1")
@@ -122,13 +123,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+@tool_main
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (ConfigError, CheckpointError, ExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.config import ConfigError  # noqa: E402
+from yolo_asff.engine.predictor import read_image  # noqa: E402
+from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
 from yolo_asff.utils.model_stats import count_flops, count_parameters  # noqa: E402
 
 
@@ -35,6 +36,7 @@ def to_input(image_bgr: np.ndarray, size: int) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
 
 
+@tool_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="model config YAML")
@@ -43,20 +45,12 @@ def main(argv=None) -> int:
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. model.num_classes=20")
     args = parser.parse_args(argv)
 
-    try:
-        cfg = load_config(args.config, args.opts)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.opts)
     size = args.size or (cfg.test.img_size if isinstance(cfg.test.img_size, int) else max(cfg.test.img_size))
-    if size % 32:
-        print(f"error: --size must be a multiple of 32, got {size}", file=sys.stderr)
-        return 2
+    if size <= 0 or size % 32:
+        raise UserError(f"--size must be a positive multiple of 32, got {size}")
     if args.image:
-        image = cv2.imread(args.image)
-        if image is None:
-            print(f"error: cannot read image {args.image} (missing file or not an image)", file=sys.stderr)
-            return 2
+        image = read_image(args.image)
     else:
         image = synthetic_image()
 

@@ -19,10 +19,10 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo_asff.config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
-from yolo_asff.data import DatasetError  # noqa: E402
 from yolo_asff.engine import dist  # noqa: E402
-from yolo_asff.engine.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from yolo_asff.engine.trainer import Trainer, TrainingError  # noqa: E402
+from yolo_asff.engine.checkpoint import load_checkpoint  # noqa: E402
+from yolo_asff.engine.trainer import Trainer  # noqa: E402
+from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
 from yolo_asff.utils.logging import setup_logging  # noqa: E402
 
 
@@ -55,43 +55,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
-        resume = None
         if args.config:
             cfg = load_config(args.config, args.opts)
         elif args.resume:
             cfg = _config_from_checkpoint(Path(args.resume), args.opts)
         else:
-            print("error: --config is required (or --resume CKPT to continue a run with its saved config)",
-                  file=sys.stderr)
-            return 2
+            raise UserError("--config is required (or --resume CKPT to continue a run with its saved config)")
         out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume else default_out_dir(cfg))
+        resume = None
         if args.resume is not None:
             resume = Path(args.resume) if args.resume else out / "last.pth"
             if not resume.is_file():
-                print(f"error: nothing to resume: {resume} does not exist (train without --resume to start "
-                      "a run, or pass the checkpoint: --resume path/to/last.pth)", file=sys.stderr)
-                return 2
+                raise UserError(f"nothing to resume: {resume} does not exist (train without --resume to start a run, "
+                                "or pass the checkpoint: --resume path/to/last.pth)")
         elif (out / "last.pth").exists() and not args.force:
-            print(f"error: {out} already holds a run (last.pth). Continue it with --resume, start afresh there "
-                  "with --force, or choose another folder with --out", file=sys.stderr)
-            return 2
+            raise UserError(f"{out} already holds a run (last.pth). Continue it with --resume, start afresh there "
+                            "with --force, or choose another folder with --out")
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file, not a folder: choose another --out")
         if args.weights and not Path(args.weights).is_file():
-            print(f"error: --weights: file not found: {args.weights}", file=sys.stderr)
-            return 2
+            raise UserError(f"--weights: file not found: {args.weights}")
         trainer = Trainer(cfg, out, resume=resume, weights=args.weights,
                           progress=False if args.no_progress else None)
         trainer.train()
         return 0
-    except (ConfigError, DatasetError, CheckpointError, TrainingError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint was saved; continue with --resume", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt("interrupted: the last checkpoint was saved; continue with --resume") from None
     finally:
         dist.cleanup()
 

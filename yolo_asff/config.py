@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import yaml
 
+from .errors import YoloAsffError
+
 __all__ = [
     "AugConfig",
     "Config",
@@ -112,9 +114,10 @@ class AugConfig:
 class DataConfig:
     """Dataset location and format, input sizes, loading and normalisation."""
 
-    format: str = _f("coco", "dataset format: coco or voc")
+    format: str = _f("coco", "dataset format: coco, voc or yolo (YOLO txt labels and a data YAML)")
     builtin: bool = _f(False, "data.root holds the built-in dataset: generate it there on first use")
     root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
+    yolo_file: str = _f("", "YOLO txt: the data YAML (path, train, val, names); relative paths start at data.root")
     train: SplitConfig = field(
         default_factory=lambda: SplitConfig("annotations/instances_train2017.json", "train2017", []),
         metadata={"help": "training split"},
@@ -125,6 +128,11 @@ class DataConfig:
     )
     class_names: Optional[List[str]] = _f(None, "class names (VOC, or a subset); null = from the dataset")
     keep_empty_images: bool = _f(True, "train on images without boxes too (they teach background)")
+    check_images: bool = _f(
+        True,
+        "read every picture's header at start-up: find it (another extension or letter case), skip what OpenCV "
+        "cannot decode, and settle the annotated size against the picture's; false trusts the annotation file",
+    )
     use_difficult: bool = _f(False, "VOC: train on 'difficult' objects too (evaluation always ignores them)")
     img_size: Size = _f(608, "training input size, an int or [h, w], multiple of 32")
     multiscale_range: Optional[List[int]] = _f([320, 608], "[min, max] training size (step 32); null = fixed size")
@@ -192,6 +200,11 @@ class TestConfig:
     nms_thresh: float = _f(0.65, "class-aware NMS IoU threshold")
     max_det: int = _f(100, "most detections kept per image")
     batch_size: int = _f(8, "images per evaluation batch")
+    metric: str = _f(
+        "auto",
+        "auto (COCO mAP with pycocotools for coco and yolo data, the VOC protocol for voc), coco, voc (area under "
+        "the curve) or voc07 (11-point)",
+    )
 
 
 @dataclass
@@ -226,7 +239,7 @@ class Config:
 SECTIONS = ("model", "data", "train", "test", "runtime")
 
 
-class ConfigError(ValueError):
+class ConfigError(YoloAsffError, ValueError):
     """A config file or override is wrong; the message says where and what to do."""
 
 
@@ -235,7 +248,8 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "model.head": ("yolov3", "guided"),
     "model.norm": ("bn", "syncbn"),
     "model.act": ("leaky", "relu", "silu"),
-    "data.format": ("coco", "voc"),
+    "data.format": ("coco", "voc", "yolo"),
+    "test.metric": ("auto", "coco", "voc", "voc07"),
     "train.scheduler": ("cosine", "step"),
     "train.optimizer": ("sgd", "adamw"),
     "train.iou_loss": ("iou", "giou"),
@@ -467,6 +481,8 @@ def _check_inputs(cfg: Config, fail: Callable[[str, str], None]) -> None:
             fail(key, f"needs one value per RGB channel (three), got {values}")
     if min(d.std) <= 0:
         fail("data.std", f"values must be > 0 (they divide the image), got {d.std}")
+    if d.format == "yolo" and not d.yolo_file:
+        fail("data.yolo_file", "must name the dataset's YAML (path, train, val, names) when data.format is yolo")
 
 
 def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:

@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from yolo_asff.data.builtin import CLASSES, generate_builtin, render_image
 from yolo_asff.data.coco import load_coco
@@ -69,3 +70,32 @@ def test_ensure_builtin_generates_once(tmp_path):
     assert (root / "READY").is_file()
     ensure_builtin(root, train=3, val=2, seed=0)
     assert (root / "annotations/train.json").stat().st_mtime_ns == stamp  # not regenerated
+
+
+def test_the_generator_never_writes_into_a_folder_it_did_not_create(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from yolo_asff import load_config
+    from yolo_asff.data import DatasetError, build_dataset
+    from yolo_asff.data.builtin import generate_builtin
+
+    mine = tmp_path / "mydata"
+    (mine / "annotations").mkdir(parents=True)
+    (mine / "annotations" / "train.json").write_text(json.dumps({"images": [], "categories": []}))
+    before = sorted(p.relative_to(mine) for p in mine.rglob("*"))
+    cfg = load_config("configs/builtin.yaml", [f"data.root={mine}"])  # data.builtin: true, root changed
+    with pytest.raises(DatasetError, match=r"mydata exists and was not written by the generator.*data.root"):
+        build_dataset(cfg, "train")
+    with pytest.raises(DatasetError, match="data.builtin: false"):
+        generate_builtin(mine, train=1, val=1)
+    result = subprocess.run([sys.executable, "-m", "yolo_asff.data.builtin", "--out", str(mine), "--train", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--out" in result.stderr
+    assert sorted(p.relative_to(mine) for p in mine.rglob("*")) == before
+    assert (mine / "annotations" / "train.json").read_text() == json.dumps({"images": [], "categories": []})
+    # its own folder, even half written (the marker is its first file), it writes again
+    ours = generate_builtin(tmp_path / "ours", train=1, val=1)
+    (ours / "READY").unlink()
+    assert (generate_builtin(ours, train=2, val=1) / "READY").is_file()

@@ -10,7 +10,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from yolo_asff import load_config
-from yolo_asff.data import MultiScaleBatchSampler, build_dataloader, build_dataset
+from yolo_asff.data import DatasetError, MultiScaleBatchSampler, build_dataloader, build_dataset
 from yolo_asff.data.builtin import generate_builtin
 from yolo_asff.data.mixup import mixup
 
@@ -68,7 +68,7 @@ def test_mixup_keeps_both_box_sets_with_weights():
 
 @pytest.fixture(scope="module")
 def builtin_root(tmp_path_factory):
-    return generate_builtin(tmp_path_factory.mktemp("builtin"), train=24, val=8, seed=1)
+    return generate_builtin(tmp_path_factory.mktemp("builtin") / "data", train=24, val=8, seed=1)
 
 
 def builtin_cfg(root, *opts):
@@ -110,7 +110,7 @@ def test_corrupt_image_is_skipped_counted_and_reported_once(builtin_root, tmp_pa
 
 
 def test_class_count_mismatch_is_explained(builtin_root):
-    with pytest.raises(ValueError, match="set model.num_classes=6"):
+    with pytest.raises(DatasetError, match="set model.num_classes=6"):
         build_dataset(builtin_cfg(builtin_root, "model.num_classes=80"), "train")
 
 

@@ -216,7 +216,7 @@ def test_testdev_writes_the_results_only(coco_setup, tmp_path):
     write_tiny_coco(other, annotations=False)
     cfg.data.val.ann_file = str(other / "ann.json")
     cfg.runtime.output_dir = str(tmp_path / "runs")
-    out = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset), progress=False)
+    out = Evaluator(cfg).evaluate(oracle_for(cfg, dataset), progress=False)
     assert out["testdev"] and Path(out["dets_path"]) == tmp_path / "runs" / "detections_testdev.json"
     assert Path(out["dets_path"]).is_file()
 

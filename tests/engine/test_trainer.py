@@ -238,6 +238,65 @@ def test_fine_tuning_weights_from_another_class_count(tmp_path):
         load_initial_weights(two, tmp_path / "nope.pth")
 
 
+def test_an_evaluation_that_fails_costs_no_epoch(tmp_path, shapes, monkeypatch, capsys):
+    cfg = load_config(write_config(tmp_path, shapes, epochs=2, eval_interval=1))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+
+    def broken(*args, **kwargs):
+        raise KeyError("id")  # what a COCO file without annotation ids used to raise here
+
+    monkeypatch.setattr(trainer, "_evaluate", broken)
+    metrics = trainer.train()
+    assert metrics["epochs_done"] == 2 and load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 2
+    terminal = capsys.readouterr().err
+    assert terminal.count("evaluation after epoch") == 2 and "KeyError" in terminal and "Traceback" not in terminal
+    assert "Traceback" in (tmp_path / "run" / "train.log").read_text()  # the log file keeps the details
+
+
+def test_a_run_killed_during_evaluation_resumes_with_that_evaluation(tmp_path, shapes, monkeypatch):
+    cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
+    first = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies while evaluating epoch 1
+
+    monkeypatch.setattr(first, "_evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    saved = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert saved["epoch"] == 1 and saved["extra"]["eval_pending"]
+    resumed = Trainer(load_config(cfg_path), tmp_path / "run", resume=tmp_path / "run" / "last.pth", progress=False)
+    metrics = resumed.train()
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2] and (tmp_path / "run" / "best.pth").is_file()
+
+
+def test_a_coco_file_with_string_ids_and_no_annotation_ids_trains_and_scores_as_the_clean_one(tmp_path, shapes):
+    from yolo_asff.engine.evaluator import Evaluator
+
+    data = json.loads((shapes / "train.json").read_text())
+    for image in data["images"]:
+        image["id"] = f"shot_{image['id']:04d}"
+    for ann in data["annotations"]:
+        ann["image_id"] = f"shot_{ann['image_id']:04d}"
+        del ann["id"]
+        ann["iscrowd"] = "0"
+    (tmp_path / "quirky.json").write_text(json.dumps(data))
+    cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
+    quirky = load_config(cfg_path, [f"data.train.ann_file={tmp_path / 'quirky.json'}",
+                                    f"data.val.ann_file={tmp_path / 'quirky.json'}"])
+    metrics = Trainer(quirky, tmp_path / "run", progress=False).train()
+    assert len(metrics["history"]) == 2 and (tmp_path / "run" / "best.pth").is_file()
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    model = build_model(quirky)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "best.pth")["ema"])
+    on_quirky = Evaluator(quirky).evaluate(model, progress=False)
+    on_clean = Evaluator(load_config(cfg_path)).evaluate(model, progress=False)
+    assert on_quirky["num_detections"] > 0
+    for key in ("AP", "AP50", "AP75", "AR100"):
+        assert on_quirky[key] == pytest.approx(on_clean[key], abs=1e-12), key
+
+
 # ------------------------------------------------------------------------------ the command line
 
 

@@ -22,6 +22,7 @@ def test_browse_dataset_writes_a_grid(tmp_path):
     out = run("browse_dataset.py", "--config", "configs/builtin.yaml", "--num", "4", "--size", "128",
               "--out", str(tmp_path / "browse"), "--opts", f"data.root={root}")
     assert out.returncode == 0, out.stderr
+    assert "6 images" in out.stderr and "boxes per class: circle" in out.stderr  # the data summary
     grid = cv2.imread(str(tmp_path / "browse" / "train_samples.jpg"))
     assert grid is not None and grid.shape == (128, 4 * 128, 3)
     bench = run("benchmark.py", "data", "--config", "configs/builtin.yaml", "--size", "128", "--samples", "8",

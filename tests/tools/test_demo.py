@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def builtin(tmp_path_factory) -> Path:
     """The smallest built-in dataset: 1 + 1 images, its COCO JSON and the 60-frame video."""
-    return generate_builtin(tmp_path_factory.mktemp("builtin"), train=1, val=1)
+    return generate_builtin(tmp_path_factory.mktemp("builtin") / "data", train=1, val=1)
 
 
 def run_demo(capsys, builtin, *args, opts=()):

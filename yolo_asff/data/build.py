@@ -4,20 +4,22 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..config import Config
-from .coco import load_coco
+from .coco import load_coco, read_coco_categories
 from .dataset import DetectionDataset, collate, worker_init
+from .records import Annotations, DatasetError
 from .sampler import MultiScaleBatchSampler
 from .transforms import EvalTransform, TrainTransform
-from .voc import load_voc
+from .voc import VOC_CLASSES, load_voc
+from .yolo import load_yolo, read_yolo_yaml
 
-__all__ = ["build_dataset", "build_dataloader", "under_root"]
+__all__ = ["build_dataloader", "build_dataset", "dataset_class_names", "load_split", "under_root"]
 
 
 def under_root(root: Union[str, os.PathLike], path: Union[str, os.PathLike]) -> Path:
@@ -29,8 +31,16 @@ def under_root(root: Union[str, os.PathLike], path: Union[str, os.PathLike]) -> 
     return p if p.is_absolute() else Path(root) / p
 
 
-def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
-    """The training (augmented) or validation (letterboxed to ``test.img_size``) dataset."""
+def load_split(cfg: Config, split: str = "train") -> Annotations:
+    """Read and check one split of ``cfg``'s dataset, whatever its format, as training and evaluation see it.
+
+    Logs the start-up summary (images, boxes per class, problems counted with examples). The
+    built-in dataset is generated first when ``data.builtin`` is set.
+
+    Raises:
+        DatasetError: the files are missing or malformed, or the split holds no box of the
+            configured classes (the message lists the classes the files do use).
+    """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     d = cfg.data
@@ -41,24 +51,87 @@ def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
 
         ensure_builtin(root)
     part = d.train if split == "train" else d.val
+    keep_empty = d.keep_empty_images or split == "val"
     if d.format == "coco":
         ann = load_coco(under_root(root, part.ann_file), under_root(root, part.img_dir), d.class_names,
-                        keep_empty=d.keep_empty_images or split == "val")
-        records, names, category_ids = ann.records, ann.class_names, ann.category_ids
+                        keep_empty=keep_empty, check_files=d.check_images)
+    elif d.format == "voc":
+        ann = load_voc(root, [tuple(s) for s in part.splits], d.class_names, keep_empty=keep_empty,
+                       check_files=d.check_images)
     else:
-        ann = load_voc(root, [tuple(s) for s in part.splits], d.class_names, keep_empty=d.keep_empty_images or split == "val")
-        records, names, category_ids = ann.records, ann.class_names, None
+        ann = load_yolo(under_root(root, d.yolo_file), split, d.class_names, keep_empty=keep_empty)
+    _check_usable(ann, split, d.use_difficult)
+    return ann
+
+
+def _check_usable(ann: Annotations, split: str, use_difficult: bool) -> None:
+    """Stop when a split has no box to learn from or score against, saying which classes the files use."""
+    if not ann.has_ground_truth:
+        return
+    counted = sum(int(len(r.labels) if (use_difficult or split == "val") else (~r.ignore).sum()) for r in ann.records)
+    if counted:
+        return
+    if ann.labels_seen:
+        used = ", ".join(f"{name} ({count})" for name, count in ann.labels_seen.most_common(20))
+        what = f"the annotation files use: {used}"
+    else:
+        what = "the annotation files hold no objects at all"
+    kept = ", ".join(ann.class_names[:20]) + (", ..." if len(ann.class_names) > 20 else "")
+    raise DatasetError(
+        f"the {split} split ({ann.source}) has no usable box of the configured classes ({kept}); {what}. "
+        "Set data.class_names (and model.num_classes) to the classes you want, or fix the annotation files"
+        + ("; `tools/check_dataset.py --config ...` lists every problem" if ann.problems.counts else ""))
+
+
+def dataset_class_names(cfg: Config) -> List[str]:
+    """The class names that ``cfg``'s dataset gives, read cheaply (no pictures opened).
+
+    ``data.class_names`` when set; else the COCO file's categories (validation file first), the
+    YOLO data YAML's names, the built-in classes, or the VOC classes.
+
+    Raises:
+        DatasetError: the annotation file or data YAML cannot be read.
+    """
+    d = cfg.data
+    if d.class_names:
+        return list(d.class_names)
+    if d.format == "yolo":
+        return read_yolo_yaml(under_root(d.root, d.yolo_file)).names
+    if d.format == "voc":
+        return list(VOC_CLASSES)
+    for part in (d.val, d.train):
+        ann_file = under_root(d.root, part.ann_file)
+        if part.ann_file and ann_file.is_file():
+            return read_coco_categories(ann_file)
+    if d.builtin:
+        from .builtin import CLASSES
+
+        return list(CLASSES)
+    raise DatasetError(f"no class names: {under_root(d.root, d.val.ann_file)} not found and data.class_names unset")
+
+
+def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
+    """The training (augmented) or validation (letterboxed to ``test.img_size``) dataset.
+
+    Raises:
+        DatasetError: see :func:`load_split`; also when the dataset's class count is not
+            ``model.num_classes``.
+    """
+    ann = load_split(cfg, split)
+    names = ann.class_names
     if len(names) != cfg.model.num_classes:
-        raise ValueError(
+        raise DatasetError(
             f"the dataset has {len(names)} classes ({', '.join(names[:10])}{'…' if len(names) > 10 else ''}) "
             f"but model.num_classes is {cfg.model.num_classes}; set model.num_classes={len(names)}"
         )
+    d = cfg.data
     if split == "train":
         transform = TrainTransform(d.aug, d.letterbox, seed=cfg.runtime.seed)
     else:
         size = cfg.test.img_size
         transform = EvalTransform((size, size) if isinstance(size, int) else tuple(size), d.letterbox)
-    dataset = DetectionDataset(records, names, transform, d.use_difficult, cfg.train.mixup_prob, category_ids)
+    dataset = DetectionDataset(ann.records, names, transform, d.use_difficult, cfg.train.mixup_prob, ann.category_ids,
+                               annotations=ann)
     dataset.reseed(cfg.runtime.seed)
     return dataset
 

@@ -3,15 +3,20 @@
 Six shape classes with random colours and textures are drawn at 8 px to half the
 image size over textured backgrounds (real photographs from scikit-image when it is
 installed), some overlapping, plus distractor clutter that belongs to no class.
-Everything is deterministic by seed and written in both the COCO and the VOC
-layout, so both readers are exercised on it::
+Everything is deterministic by seed and written in the COCO, VOC and YOLO txt layouts,
+so every reader is exercised on it::
 
     python -m yolo_asff.data.builtin --out data/builtin [--train 1000] [--val 200] [--seed 0]
 
     DIR/annotations/{train,val}.json        COCO instances files
     DIR/images/{train,val}/*.jpg
+    DIR/labels/{train,val}/*.txt            YOLO txt labels of those pictures
+    DIR/data.yaml                           the YOLO data YAML
     DIR/VOCdevkit/VOCbuiltin/{Annotations,JPEGImages,ImageSets/Main/{train,val}.txt}
     DIR/video.mp4                           moving shapes, for the video demo
+
+The generator writes only into a folder that is missing or that it wrote itself (it leaves the
+marker file ``.yolo-asff-builtin`` first thing): pointed at a folder of the user's, it refuses.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -27,7 +33,9 @@ from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+import yaml
 
+from .records import DatasetError
 from .transforms import box_iou_np
 
 __all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
@@ -35,6 +43,8 @@ __all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
 VOC_YEAR = "builtin"
 MIN_SIZE = 8
+MARKER = ".yolo-asff-builtin"  # written first: this folder is the generator's to write
+VERSION = 2  # in READY: 2 added the YOLO txt layout; an older complete folder is written again
 
 
 def _backgrounds() -> List[np.ndarray]:
@@ -167,7 +177,16 @@ def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarr
             f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n{objects}</annotation>\n")
 
 
+def _yolo_labels(w: int, h: int, boxes: np.ndarray, labels: np.ndarray) -> str:
+    """YOLO txt lines ``class cx cy w h``, normalised by the picture's size."""
+    return "".join(
+        f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}\n"
+        for b, c in zip(boxes.tolist(), labels.tolist())
+    )
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)  # written again over a half-finished run of the generator
     try:
         os.link(src, dst)
     except OSError:
@@ -179,6 +198,8 @@ def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, ph
     voc = out / "VOCdevkit" / f"VOC{VOC_YEAR}"
     for d in (img_dir, out / "annotations", voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / "Main"):
         d.mkdir(parents=True, exist_ok=True)
+    labels_dir = out / "labels" / split
+    labels_dir.mkdir(parents=True, exist_ok=True)
     images, annotations, ids = [], [], []
     for i in range(count):
         image_id = start_id + i
@@ -194,6 +215,7 @@ def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, ph
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
             })
         (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", w, h, boxes, labels))
+        (labels_dir / f"{stem}.txt").write_text(_yolo_labels(w, h, boxes, labels))
         _link_or_copy(img_dir / f"{stem}.jpg", voc / "JPEGImages" / f"{stem}.jpg")
         ids.append(stem)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
@@ -231,22 +253,55 @@ def _write_video(path: Path, rng: np.random.Generator, photos, seconds: float = 
     writer.release()
 
 
+def _is_generators(out: Path) -> bool:
+    """Whether ``out`` may be written: missing, or written by this generator (marker or READY file)."""
+    return not out.exists() or (out / MARKER).is_file() or (out / "READY").is_file()
+
+
+def _refuse(out: Path) -> DatasetError:
+    what = "is not a folder" if out.exists() and not out.is_dir() else "exists and was not written by the generator"
+    return DatasetError(
+        f"{out} {what} (no {MARKER} file): the built-in dataset generator never writes into a folder of yours. "
+        "Point data.root at a new folder for the built-in data (or set data.builtin: false to train on the data "
+        f"in {out}); with `python -m yolo_asff.data.builtin`, pass another --out")
+
+
 def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, seed: int = 0) -> Path:
-    """Write the built-in dataset (see the module docstring) and return its folder."""
+    """Write the built-in dataset (see the module docstring) and return its folder.
+
+    Raises:
+        DatasetError: ``out`` exists and was not written by the generator.
+    """
     out = Path(out)
+    if not _is_generators(out):
+        raise _refuse(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by yolo_asff.data.builtin; it may write here again\n")
+    (out / "READY").unlink(missing_ok=True)
     photos = _backgrounds()
     rng = np.random.default_rng(seed)
     _write_split(out, "train", train, np.random.default_rng(rng.integers(2**32)), photos, start_id=1)
     _write_split(out, "val", val, np.random.default_rng(rng.integers(2**32)), photos, start_id=train + 1)
+    (out / "data.yaml").write_text(yaml.safe_dump(
+        {"path": ".", "train": "images/train", "val": "images/val", "names": list(CLASSES)}, sort_keys=False))
     _write_video(out / "video.mp4", np.random.default_rng(rng.integers(2**32)), photos)
-    (out / "READY").write_text(f"train={train} val={val} seed={seed}\n")
+    (out / "READY").write_text(f"version={VERSION} train={train} val={val} seed={seed}\n")
     return out
 
 
+def _ready(out: Path) -> bool:
+    ready = out / "READY"
+    return ready.is_file() and f"version={VERSION}" in ready.read_text().split()
+
+
 def ensure_builtin(out: os.PathLike | str = "data/builtin", **kwargs) -> Path:
-    """The built-in dataset at ``out``, generated first if it is missing or incomplete."""
+    """The built-in dataset at ``out``, generated first if it is missing, incomplete or from an older version.
+
+    Raises:
+        DatasetError: ``out`` exists and was not written by the generator (it is never written into).
+    """
     out = Path(out)
-    if not (out / "READY").is_file():
+    if not _ready(out):
         generate_builtin(out, **kwargs)
     return out
 
@@ -259,7 +314,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    generate_builtin(args.out, args.train, args.val, args.seed)
+    try:
+        generate_builtin(args.out, args.train, args.val, args.seed)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"built-in dataset: {args.train} train + {args.val} val images, video, in {args.out} "
           f"({time.perf_counter() - start:.1f} s)")
 

@@ -10,12 +10,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..utils.logging import get_logger
+from .images import decode_picture
 from .mixup import mixup
-from .records import ImageRecord
+from .records import Annotations, DatasetError, ImageRecord
 from .sampler import SampleRequest
 from .transforms import EvalTransform, TrainTransform
 
-__all__ = ["DetectionDataset", "collate", "normalize_images", "worker_init"]
+__all__ = ["DetectionDataset", "collate", "normalize_images", "read_picture", "worker_init"]
 
 
 class DetectionDataset(Dataset):
@@ -38,10 +39,16 @@ class DetectionDataset(Dataset):
         use_ignored: bool = False,
         mixup_prob: float = 0.5,
         category_ids: Optional[Sequence[int]] = None,
+        annotations: Optional[Annotations] = None,
     ) -> None:
         self.records = list(records)
         self.class_names = list(class_names)
         self.category_ids = list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1))
+        # What results files need to name images and categories as the annotation file does.
+        self.source_image_ids = dict(annotations.source_image_ids) if annotations is not None else {}
+        self.source_category_ids = dict(annotations.source_category_ids) if annotations is not None else {}
+        self.has_ground_truth = annotations.has_ground_truth if annotations is not None else True
+        self.source = annotations.source if annotations is not None else ""
         self.transform = transform
         self.use_ignored = use_ignored
         self.mixup_prob = mixup_prob
@@ -58,20 +65,27 @@ class DetectionDataset(Dataset):
             self.transform.reseed(seed)
 
     def _read(self, index: int):
-        """Image ``index``, or the next readable one (counting and reporting unreadable files)."""
+        """Image ``index``, or the next readable one (counting and reporting unreadable files).
+
+        A picture whose decoded size is not the record's (replaced on disk since the dataset was
+        read) is skipped like an unreadable one: its boxes would be in another frame.
+        """
         for _ in range(len(self.records)):
             record = self.records[index]
-            image = cv2.imread(record.path, cv2.IMREAD_COLOR) if index not in self.unreadable else None
-            if image is not None:
+            image = read_picture(record) if index not in self.unreadable else None
+            if image is not None and image.shape[:2] == (record.height, record.width):
                 return index, record, image
             if index not in self.unreadable:
                 self.unreadable.add(index)
+                why = ("missing or corrupt" if image is None else
+                       f"now {image.shape[1]}x{image.shape[0]}, read as {record.width}x{record.height} at start-up")
                 get_logger("data").warning(
-                    "skipping unreadable image %s (missing or corrupt); %d skipped so far in this process",
-                    record.path, len(self.unreadable),
+                    "skipping unreadable image %s (%s); %d skipped so far in this process", record.path, why,
+                    len(self.unreadable),
                 )
             index = int(self._rng.integers(len(self.records)))
-        raise RuntimeError("no readable image left in the dataset")
+        raise DatasetError("no readable image left in the dataset: every picture is missing, corrupt or changed "
+                           "since the dataset was read")
 
     def _train_sample(self, index: int, size, rng):
         index, record, image = self._read(index)
@@ -103,6 +117,15 @@ class DetectionDataset(Dataset):
             labels = np.concatenate([labels, labels_b])
         return {"image": image, "boxes": boxes, "labels": labels, "weights": weights,
                 "image_id": record.image_id, "info": None}
+
+
+def read_picture(record: ImageRecord) -> Optional[np.ndarray]:
+    """The record's picture as BGR uint8 ``(H, W, 3)``, in the frame its boxes are in; None if unreadable.
+
+    OpenCV turns pictures by their EXIF orientation unless the record says the boxes are in the
+    stored frame (:attr:`ImageRecord.ignore_orientation`).
+    """
+    return decode_picture(record.path, record.ignore_orientation)
 
 
 def worker_init(worker_id: int) -> None:

@@ -18,6 +18,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 
 from ..config import AugConfig  # noqa: E402
+from ..errors import InvalidInputError  # noqa: E402
 
 __all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
 
@@ -52,7 +53,7 @@ def size_pair(size: Union[int, Sequence[int]], name: str = "img_size") -> Tuple[
     multiples of 32 (the network's total stride)."""
     h, w = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ValueError(f"{name} must be positive multiples of 32 (an int or (h, w)), got {size}")
+        raise InvalidInputError(f"{name} must be positive multiples of 32 (an int or (h, w)), got {size}")
     return h, w
 
 

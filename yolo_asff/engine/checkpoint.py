@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ..errors import YoloAsffError
 from ..io import official
 from ..io.darknet import load_darknet_weights
 from ..utils.files import atomic_write
@@ -45,7 +46,7 @@ CHECKPOINT_VERSION = 1
 PathLike = Union[str, os.PathLike]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(YoloAsffError, RuntimeError):
     """A checkpoint file is missing, unreadable or not a checkpoint."""
 
 

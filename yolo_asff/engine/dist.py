@@ -12,6 +12,8 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from ..errors import InvalidInputError
+
 __all__ = [
     "init_distributed", "is_distributed", "get_rank", "get_world_size", "is_main_process",
     "all_gather_objects", "broadcast_object", "cleanup",

@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import DetectionDataset, ImageRecord, build_dataloader, build_dataset
-from ..data.build import under_root
 from ..data.transforms import unletterbox_boxes
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
@@ -41,7 +40,7 @@ from .voc_eval import VocMetrics, voc_evaluate
 
 __all__ = [
     "METRIC_KEYS", "Evaluator", "coco_gt_from_records", "coco_results", "detections_to_coco", "format_per_class",
-    "format_report", "load_coco_gt", "score_coco", "score_voc", "write_coco_results",
+    "format_report", "load_coco_gt", "score_coco", "score_voc", "with_source_ids", "write_coco_results",
 ]
 
 # The 12 numbers of COCOeval.summarize(), in its order.
@@ -66,9 +65,13 @@ def detections_to_coco(
             dataset's own ids, gaps and all).
     """
     boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)  # JSON has no NaN; a NaN box scores nothing
+    boxes, scores, labels = boxes[finite], scores[finite], labels[finite]
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).round(2).tolist()
-    cats = np.asarray(category_ids, np.int64)[np.asarray(labels, np.int64).reshape(-1)].tolist()
-    scores = np.asarray(scores, np.float64).reshape(-1).round(5).tolist()
+    cats = np.asarray(category_ids, np.int64)[labels].tolist()
+    scores = scores.round(5).tolist()
     return [{"image_id": int(image_id), "category_id": c, "bbox": b, "score": s} for b, c, s in zip(xywh, cats, scores)]
 
 
@@ -82,8 +85,8 @@ def coco_results(detections: Mapping[int, ImageDetections], category_ids: Sequen
 
 
 def write_coco_results(results: List[Dict[str, Any]], path: os.PathLike | str) -> None:
-    """Write a COCO results list as JSON (atomically: never half a file)."""
-    atomic_write(path, lambda f: f.write(json.dumps(results).encode("utf-8")))
+    """Write a COCO results list as JSON (atomically: never half a file; never NaN or Infinity)."""
+    atomic_write(path, lambda f: f.write(json.dumps(results, allow_nan=False).encode("utf-8")))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -102,25 +105,48 @@ def _pycocotools():
 def coco_gt_from_records(
     records: Sequence[ImageRecord], class_names: Sequence[str], category_ids: Sequence[int]
 ) -> Any:
-    """An in-memory pycocotools ``COCO`` ground truth built from image records (VOC, or any reader).
+    """An in-memory pycocotools ``COCO`` ground truth built from image records (any reader).
 
-    Ignored boxes (VOC ``difficult``) become ``iscrowd: 1``: pycocotools' only ignore flag.
+    Built so that pycocotools' assumptions hold whatever the annotation files held: int image
+    and category ids (the records'), annotation ids 1..M (``COCOeval`` takes a matched id of 0 for
+    "unmatched", and ``COCO.createIndex`` keys annotations by id), ``iscrowd`` 0 or 1, float
+    areas. Boxes and areas are the records' scoring ones (:meth:`ImageRecord.scoring_boxes`: a
+    COCO file's boxes unclipped, with its own areas). Ignored boxes (VOC ``difficult``) become
+    ``iscrowd: 1``, pycocotools' only ignore flag.
     """
     COCO, _ = _pycocotools()
     images, annotations = [], []
     for r in records:
         images.append({"id": int(r.image_id), "width": int(r.width), "height": int(r.height), "file_name": r.name})
-        for box, label, ignore in zip(r.boxes.tolist(), r.labels.tolist(), r.ignore.tolist()):
+        boxes, areas = r.scoring_boxes()
+        for box, area, label, ignore in zip(boxes.tolist(), areas.tolist(), r.labels.tolist(), r.ignore.tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append({"id": len(annotations) + 1, "image_id": int(r.image_id),
                                 "category_id": int(category_ids[label]), "bbox": [box[0], box[1], w, h],
-                                "area": w * h, "iscrowd": int(ignore)})
+                                "area": float(area), "iscrowd": int(ignore)})
     coco = COCO()
     coco.dataset = {"images": images, "annotations": annotations,
                     "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, class_names)]}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def with_source_ids(
+    results: List[Dict[str, Any]], image_ids: Mapping[int, Any], category_ids: Mapping[int, Any],
+    record_category_ids: Sequence[int],
+) -> List[Dict[str, Any]]:
+    """COCO results with each image and category id as the annotation file writes it.
+
+    ``image_ids``: record id → the file's id (where they differ); ``category_ids``: class
+    index → the file's category id (where they differ); ``record_category_ids``: class index →
+    the int id the results carry.
+    """
+    if not image_ids and not category_ids:
+        return results
+    by_int = {int(record_category_ids[k]): v for k, v in category_ids.items()}
+    return [{**r, "image_id": image_ids.get(r["image_id"], r["image_id"]),
+             "category_id": by_int.get(r["category_id"], r["category_id"])} for r in results]
 
 
 def load_coco_gt(ann_file: os.PathLike | str) -> Any:
@@ -247,7 +273,7 @@ def format_report(metrics: Mapping[str, Any]) -> str:
     else:
         voc = metrics["voc"]
         parts += [
-            "pycocotools on the VOC ground truth (difficult boxes as crowd):", metrics["summary"],
+            "pycocotools on the same ground truth (difficult or crowd boxes ignored):", metrics["summary"],
             f"VOC mAP@0.5: {voc['mAP50_07']:.4f} (VOC2007 11-point), {voc['mAP50_area']:.4f} (area under the curve); "
             f"mAP@[0.5:0.95] with the VOC protocol: {voc['mAP_area']:.4f}",
             f"AP, AP50, AP75 and per-class AP below use the {'11-point' if metrics['metric'] == 'voc07' else 'area'} "
@@ -270,11 +296,13 @@ class Evaluator:
             group is initialised).
         testdev: no ground truth (e.g. COCO test-dev): write the results JSON only. Also
             implied by a COCO annotation file without an ``annotations`` list.
-        voc07: VOC only: report the VOC2007 11-point metric as AP (default: when every
-            validation split is a 2007 one), else the area under the curve.
+        voc07: with the VOC protocol, report the VOC2007 11-point metric as AP (default: as
+            ``test.metric`` says; ``auto`` on VOC data: when every validation split is a 2007 one).
 
-    COCO ground truth is read from ``cfg.data.val.ann_file`` (under ``data.root``), also when
-    ``dataset`` is given. The loader is built once: call :meth:`evaluate` as often as needed.
+    The metric is ``test.metric``: ``auto`` scores COCO and YOLO txt data with pycocotools and
+    VOC data with the VOC protocol. pycocotools scores against ground truth built in memory
+    from the dataset's records (:func:`coco_gt_from_records`), so ids of any form in the files
+    give the same numbers. The loader is built once: call :meth:`evaluate` as often as needed.
     """
 
     def __init__(
@@ -290,10 +318,22 @@ class Evaluator:
         self.distributed = is_distributed() if distributed is None else distributed
         self.loader = build_dataloader(cfg, "val", dataset=self.dataset, distributed=self.distributed)
         self.testdev = testdev
-        splits = cfg.data.val.splits
-        self.voc07 = voc07 if voc07 is not None else bool(splits) and all(str(s[0]) == "2007" for s in splits)
+        self.metric = self._metric(cfg, voc07)
+        self.voc07 = self.metric == "voc07"
         self._coco_gt: Any = None
         self.log = get_logger("eval")
+
+    @staticmethod
+    def _metric(cfg: Config, voc07: Optional[bool]) -> str:
+        """``coco``, ``voc`` or ``voc07``: from ``test.metric`` (``auto``: by the data format), or ``voc07`` forced."""
+        metric = cfg.test.metric
+        if metric == "auto":
+            splits = cfg.data.val.splits
+            all_2007 = bool(splits) and all(str(s[0]) == "2007" for s in splits)
+            metric = "coco" if cfg.data.format != "voc" else ("voc07" if all_2007 else "voc")
+        if voc07 is not None and metric != "coco":
+            metric = "voc07" if voc07 else "voc"
+        return metric
 
     # -- inference
 
@@ -342,23 +382,15 @@ class Evaluator:
 
     # -- scoring
 
-    def _ann_file(self) -> Path:
-        return under_root(self.cfg.data.root, self.cfg.data.val.ann_file)
-
     def _ground_truth(self) -> Any:
-        """pycocotools ground truth, loaded once: the annotation file (COCO) or built from the records (VOC)."""
+        """pycocotools ground truth, built once from the dataset's records."""
         if self._coco_gt is None:
             ds = self.dataset
-            if self.cfg.data.format == "coco":
-                self._coco_gt = load_coco_gt(self._ann_file())
-            else:
-                self._coco_gt = coco_gt_from_records(ds.records, ds.class_names, ds.category_ids)
+            self._coco_gt = coco_gt_from_records(ds.records, ds.class_names, ds.category_ids)
         return self._coco_gt
 
     def _is_testdev(self) -> bool:
-        if self.testdev:
-            return True
-        return self.cfg.data.format == "coco" and "annotations" not in self._ground_truth().dataset
+        return self.testdev or not getattr(self.dataset, "has_ground_truth", True)
 
     def score(
         self, detections: Mapping[int, ImageDetections], dets_path: Optional[os.PathLike | str] = None
@@ -367,17 +399,19 @@ class Evaluator:
         ds = self.dataset
         results = coco_results(detections, ds.category_ids)
         base = {"num_images": len(ds), "num_detections": len(results)}
+        as_written = lambda: with_source_ids(results, getattr(ds, "source_image_ids", {}),  # noqa: E731
+                                             getattr(ds, "source_category_ids", {}), ds.category_ids)
         if self._is_testdev():
             path = Path(dets_path) if dets_path else Path(self.cfg.runtime.output_dir) / "detections_testdev.json"
-            write_coco_results(results, path)
+            write_coco_results(as_written(), path)
             self.log.info("test-dev: no ground truth; wrote %d detections of %d images to %s",
                           len(results), len(ds), path)
             return {**base, "testdev": True, "dets_path": str(path)}
         if dets_path:
-            write_coco_results(results, dets_path)
+            write_coco_results(as_written(), dets_path)
         image_ids = [r.image_id for r in ds.records]
         coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids)
-        if self.cfg.data.format == "coco":
+        if self.metric == "coco":
             metrics = {**coco, **base, "metric": "coco"}
         else:
             metrics = self._voc_metrics(detections, coco, base)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.onnx.symbolic_helper import parse_args
 from torchvision.ops import DeformConv2d, nms
 
+from ..errors import YoloAsffError
 from .postprocess import postprocess
 
 __all__ = [
@@ -65,7 +66,7 @@ INSTALL_HINT = "pip install -e .[export]"
 PathLike = Union[str, os.PathLike]
 
 
-class ExportError(RuntimeError):
+class ExportError(YoloAsffError, RuntimeError):
     """An export or check that cannot be done as asked (bad size, opset, missing onnxruntime...)."""
 
 

@@ -82,6 +82,11 @@ class RunMonitor:
         if self.enabled:
             self.log.warning(message, *args)
 
+    def exception(self, message: str, *args: Any) -> None:
+        """An error: one line on the terminal, with the current exception's traceback in the log file."""
+        if self.enabled:
+            self.log.error(message, *args, exc_info=True)
+
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.enabled:
             for name, value in values.items():

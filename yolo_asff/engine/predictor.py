@@ -22,7 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data.dataset import normalize_images
+from ..data.images import decode_picture
 from ..data.transforms import LetterboxInfo, letterbox, size_pair, unletterbox_boxes
+from ..errors import InvalidInputError, MissingFileError
 from .postprocess import Detections, postprocess
 
 __all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
@@ -36,16 +38,16 @@ DEFAULT_STD = (0.229, 0.224, 0.225)
 def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
     """The picture at ``path`` as ``(H, W, 3)`` uint8 BGR (grey and alpha images converted).
 
-    Raises FileNotFoundError for a missing file and ValueError for one OpenCV cannot decode.
+    Raises:
+        MissingFileError: (a FileNotFoundError) no such file.
+        InvalidInputError: (a ValueError) a file OpenCV cannot decode.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path} (check the path)")
-    # imdecode of the bytes, not imread: imread fails silently on non-ASCII paths on some systems.
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        raise MissingFileError(f"image not found: {path} (check the path)")
+    image = decode_picture(path)
     if image is None:
-        raise ValueError(f"cannot read image {path}: the file is empty, corrupt or not an image OpenCV can decode")
+        raise InvalidInputError(f"cannot read image {path}: the file is empty, corrupt or not an image OpenCV can decode")
     return image
 
 
@@ -60,11 +62,11 @@ def resolve_device(name: Union[str, torch.device, None]) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' asked for, but no CUDA GPU is available; use the CPU (device cpu)")
+        raise InvalidInputError(f"device '{name}' asked for, but no CUDA GPU is available; use the CPU (device cpu)")
     try:
         return torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from exc
+        raise InvalidInputError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from exc
 
 
 def _as_bgr(image: np.ndarray, where: str) -> np.ndarray:

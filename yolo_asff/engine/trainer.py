@@ -22,13 +22,15 @@ from torch import nn
 
 from ..config import Config, dump_config
 from ..data import build_dataloader, build_dataset
+from ..data.check import box_size_table
+from ..errors import MissingFileError, YoloAsffError
 from ..models import build_model
 from ..models.loss import build_loss
 from ..utils.logging import setup_logging
 from . import dist
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .ema import ModelEMA
-from ..utils.files import write_json
+from ..utils.files import make_dir, write_json
 from .monitor import RunMonitor, Throughput, format_duration
 from .optim import LrSchedule, build_optimizer, scaled_lr
 
@@ -37,7 +39,7 @@ __all__ = ["Trainer", "TrainingError", "load_initial_weights"]
 PathLike = Union[str, os.PathLike]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(YoloAsffError, RuntimeError):
     """Training cannot go on (diverged, nothing to resume, …); the message says what to do."""
 
 
@@ -48,7 +50,7 @@ def load_initial_weights(model: nn.Module, path: PathLike) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--weights: file not found: {path}")
+        raise MissingFileError(f"--weights: file not found: {path}")
     loaded = load_weights_file(model, path)
     if loaded.source == "darknet":
         return f"{loaded.darknet_layers} Darknet layers from {path}"
@@ -101,14 +103,20 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.main = self.rank == 0
         if self.main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            make_dir(self.out_dir, "run folder")
             setup_logging(log_file=str(self.out_dir / "train.log"))
             dump_config(cfg, self.out_dir / "config.yaml")
         self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
         self._seed(cfg.runtime.seed)
         t = cfg.train
 
+        model = build_model(cfg)  # after init_process_group, so that model.norm=syncbn takes effect
+        if weights is not None:  # before the data: a wrong file is found in seconds, not after reading a dataset
+            self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
+
         self.train_set = build_dataset(cfg, "train")
+        self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
+                          box_size_table(self.train_set.records, self.train_set.class_names))
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
         self.epoch_len = len(self.loader.batch_sampler)
         if self.epoch_len == 0:
@@ -116,10 +124,6 @@ class Trainer:
                 f"the training set has {len(self.train_set)} images per process, fewer than train.batch_size="
                 f"{t.batch_size}: lower train.batch_size"
             )
-
-        model = build_model(cfg)  # after init_process_group, so that model.norm=syncbn takes effect
-        if weights is not None:
-            self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
         model.to(self.device)
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
@@ -149,6 +153,7 @@ class Trainer:
         self._nonfinite_run = 0  # consecutive, across epoch boundaries
         self.train_time = 0.0
         self.train_images = 0
+        self._eval_pending = False  # saved before an evaluation: a resume runs it first
         if resume is not None:
             self._resume(resume)
         if t.scheduler == "cosine" and t.cosine_end_epoch > t.epochs:
@@ -208,6 +213,7 @@ class Trainer:
         self.nonfinite_total = int(extra.get("nonfinite_total", 0))
         self.train_time = float(extra.get("train_time", 0.0))
         self.train_images = int(extra.get("train_images", 0))
+        self._eval_pending = bool(extra.get("eval_pending", False))
         rng = extra.get("rng_per_rank", [])
         if self.rank < len(rng):
             _set_rng_state(rng[self.rank])
@@ -223,7 +229,7 @@ class Trainer:
         extra = {
             "batch_in_epoch": batch_in_epoch, "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
             "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
-            "train_images": self.train_images, "rng_per_rank": rng,
+            "train_images": self.train_images, "rng_per_rank": rng, "eval_pending": self._eval_pending,
         }
         save_checkpoint(self.out_dir / name, self.model, ema=self.ema, optimizer=self.optimizer,
                         scheduler=self.schedule, scaler=self.scaler if self.scaler.is_enabled() else None,
@@ -352,6 +358,22 @@ class Trainer:
         self.monitor.scalars(scalars, done)
 
     # ------------------------------------------------------------------------------ evaluation
+    def _evaluate_and_save(self) -> None:
+        """Evaluate (a failure is logged, not raised), keep ``best.pth``, and save ``last.pth`` with the result."""
+        try:
+            record = self._evaluate()
+        except Exception as exc:  # noqa: BLE001 - an evaluation never costs the run; the log keeps the traceback
+            record = None
+            self.monitor.exception(
+                "evaluation after epoch %d failed (%s: %s); training goes on and %s is saved (the traceback is in "
+                "train.log). Check the validation data with tools/check_dataset.py",
+                self.epoch, type(exc).__name__, exc, self.out_dir / "last.pth")
+        self._eval_pending = False
+        if record is not None and record.get("AP", -1.0) > self.best["AP"]:
+            self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self.epoch}
+            self._save("best.pth", 0)
+        self._save("last.pth", 0)
+
     def _evaluate(self) -> Dict[str, Any]:
         from .evaluator import Evaluator
 
@@ -416,6 +438,9 @@ class Trainer:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, self.request_stop)
         try:
+            if self._eval_pending:  # the run stopped during an evaluation: do it now
+                self.monitor.info("running the evaluation of epoch %d that the last run did not finish", self.epoch)
+                self._evaluate_and_save()
             while self.epoch < t.epochs:
                 try:
                     self._train_epoch()
@@ -426,13 +451,13 @@ class Trainer:
                                          self.out_dir / "last.pth", self.epoch + 1, stop.args[0])
                     raise KeyboardInterrupt from None
                 self.epoch += 1  # from here on, self.epoch counts completed epochs
-                if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
-                    record = self._evaluate()
-                    if record.get("AP", -1.0) > self.best["AP"]:
-                        self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self.epoch}
-                        self._save("best.pth", 0)
-                if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or self._stop_requested:
+                evaluate = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
+                if evaluate or self.epoch % t.save_interval == 0 or self._stop_requested:
+                    # Before evaluating, so that an evaluation that fails or is killed never costs the epoch.
+                    self._eval_pending = evaluate
                     self._save("last.pth", 0)
+                if evaluate:
+                    self._evaluate_and_save()
                 if self._stop_requested and self.epoch < t.epochs:
                     self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch)

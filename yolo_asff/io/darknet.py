@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError, MissingFileError
 from ..models.asff import AsffFusion
 from ..models.blocks import SPP, ConvBNAct
 from ..models.darknet import Darknet53, TinyDarknet
@@ -61,7 +62,7 @@ def darknet_layers(model: YoloDetector) -> List[Layer]:
         p = pyramid
         return (_cbls([backbone, p.reduce32, p.branch32]) + [(head.convs[1], None)]
                 + _cbls([p.lateral16, p.branch16]) + [(head.convs[0], None)])
-    raise ValueError(f"no Darknet layout for a model with a {type(backbone).__name__} backbone")
+    raise InvalidInputError(f"no Darknet layout for a model with a {type(backbone).__name__} backbone")
 
 
 def _layer_tensors(conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d]) -> List[torch.Tensor]:
@@ -82,19 +83,19 @@ def _read(path: PathLike) -> np.ndarray:
     """The float32 values after the header of a ``.weights`` file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Darknet weights file not found: {path}")
+        raise MissingFileError(f"Darknet weights file not found: {path}")
     with open(path, "rb") as f:
         header = np.fromfile(f, dtype="<i4", count=3)
         if header.size < 3:
-            raise ValueError(f"{path}: too short to be a Darknet .weights file (no header)")
+            raise InvalidInputError(f"{path}: too short to be a Darknet .weights file (no header)")
         major, minor = int(header[0]), int(header[1])
         seen_dtype = "<u8" if major * 10 + minor >= 2 else "<u4"
         if np.fromfile(f, dtype=seen_dtype, count=1).size != 1:
-            raise ValueError(f"{path}: too short to be a Darknet .weights file (no header)")
+            raise InvalidInputError(f"{path}: too short to be a Darknet .weights file (no header)")
         start = f.tell()
         rest = path.stat().st_size - start
         if rest % 4:
-            raise ValueError(f"{path}: {rest} bytes after the {start}-byte header is not a whole number of "
+            raise InvalidInputError(f"{path}: {rest} bytes after the {start}-byte header is not a whole number of "
                              "float32 values; the file is damaged or not a Darknet .weights file")
         return np.fromfile(f, dtype="<f4")
 
@@ -126,7 +127,7 @@ def _count_layers(model: YoloDetector, layers: List[Layer], size: int, path: Pat
         where = f"it stops in the middle of layer {k} of {len(layers)}, {int(boundaries[k]) - size:,} values short"
     fits = _matching_classes(model, layers, size)
     guess = f" The file's size fits this model with num_classes={fits}." if fits is not None else ""
-    raise ValueError(
+    raise InvalidInputError(
         f"{path}: the model needs {total:,} values for its {len(layers)} Darknet layers (or a prefix of whole "
         f"layers, e.g. a backbone-only file); the file holds {size:,} after the header: {where}.{guess} {_HINT}"
     )
@@ -168,7 +169,7 @@ def save_darknet_weights(model: YoloDetector, path: PathLike, cutoff: Optional[i
     layers = darknet_layers(model)
     if cutoff is not None:
         if not 0 <= cutoff <= len(layers):
-            raise ValueError(f"cutoff={cutoff}: this model has {len(layers)} Darknet layers")
+            raise InvalidInputError(f"cutoff={cutoff}: this model has {len(layers)} Darknet layers")
         layers = layers[:cutoff]
 
     def write(f: BinaryIO) -> None:
@@ -240,7 +241,7 @@ def _check_expressible(model: YoloDetector) -> None:
     if acts:
         problems.append(f"activation {', '.join(sorted(acts))} (model.act; Darknet's 'leaky' is LeakyReLU(0.1))")
     if problems:
-        raise ValueError(f"Darknet cannot express this model's features: {'; '.join(problems)}. Only yolov3 and "
+        raise InvalidInputError(f"Darknet cannot express this model's features: {'; '.join(problems)}. Only yolov3 and "
                          "yolov3_tiny with the leaky activation and no RFB can be written as a .cfg.")
 
 
@@ -311,7 +312,7 @@ def write_darknet_cfg(model: YoloDetector, path: PathLike, input_size: Union[int
     elif isinstance(model.backbone, TinyDarknet) and isinstance(model.pyramid, TinyPyramid):
         _tiny_body(cfg, model)
     else:
-        raise ValueError(f"no Darknet cfg layout for a {type(model.backbone).__name__} + "
+        raise InvalidInputError(f"no Darknet cfg layout for a {type(model.backbone).__name__} + "
                          f"{type(model.pyramid).__name__} model")
     text = cfg.text().encode()
     atomic_write(path, lambda f: f.write(text))

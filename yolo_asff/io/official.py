@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import torch
 from torch import Tensor
 
+from ..errors import YoloAsffError
+
 __all__ = [
     "OFFICIAL_VARIANTS",
     "OfficialCheckpointError",
@@ -82,7 +84,7 @@ _FUSION_PARTS = {
 _RFB_CONVS = {0: 1, 1: 2, 2: 3, 3: 3}  # RFB branch -> number of convs
 
 
-class OfficialCheckpointError(ValueError):
+class OfficialCheckpointError(YoloAsffError, ValueError):
     """A file is not an official ASFF checkpoint we can convert; the message says why and what to do."""
 
 

@@ -31,6 +31,7 @@ from ..data.transforms import size_pair, unletterbox_boxes
 from ..engine.optim import build_optimizer
 from ..engine.postprocess import postprocess
 from ..engine.predictor import Predictor
+from ..errors import YoloAsffError
 from ..models.loss import build_loss
 from .model_stats import count_flops, count_parameters
 
@@ -55,7 +56,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(YoloAsffError, ValueError):
     """A benchmark that cannot run as asked (no CUDA, a precision the device lacks...)."""
 
 

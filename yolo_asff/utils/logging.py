@@ -34,6 +34,18 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _NoTracebackFormatter(logging.Formatter):
+    """One line per record on the terminal: a logged exception's traceback goes to the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
 def setup_logging(level: int = logging.INFO, log_file: Optional[str] = None) -> logging.Logger:
     """Send the project's log records to stderr (and to ``log_file``), once; returns the logger."""
     logger = get_logger()
@@ -41,7 +53,7 @@ def setup_logging(level: int = logging.INFO, log_file: Optional[str] = None) -> 
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     if not any(getattr(h, "_yolo_asff", False) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(fmt)
+        handler.setFormatter(_NoTracebackFormatter(fmt._fmt, fmt.datefmt))
         handler._yolo_asff = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     if log_file is not None:
