@@ -137,7 +137,7 @@ class DataConfig:
     img_size: Size = _f(608, "training input size, an int or [h, w], multiple of 32")
     multiscale_range: Optional[List[int]] = _f([320, 608], "[min, max] training size (step 32); null = fixed size")
     multiscale_interval: int = _f(10, "iterations between input-size changes")
-    num_workers: int = _f(4, "data-loading worker processes per GPU")
+    num_workers: int = _f(4, "data-loading worker processes per GPU (at most the CPUs this process may use)")
     letterbox: bool = _f(True, "keep the aspect ratio and pad (true) or stretch (false)")
     aug: AugConfig = field(default_factory=AugConfig, metadata={"help": "training augmentation"})
     mean: List[float] = _f([0.485, 0.456, 0.406], "RGB mean subtracted after /255")

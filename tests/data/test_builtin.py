@@ -95,6 +95,9 @@ def test_the_generator_never_writes_into_a_folder_it_did_not_create(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--out" in result.stderr
     assert sorted(p.relative_to(mine) for p in mine.rglob("*")) == before
     assert (mine / "annotations" / "train.json").read_text() == json.dumps({"images": [], "categories": []})
+    (mine / "READY").write_text("my own notes")  # a file that happens to have the generator's name
+    with pytest.raises(DatasetError, match="not written by the generator"):
+        generate_builtin(mine, train=1, val=1)
     # its own folder, even half written (the marker is its first file), it writes again
     ours = generate_builtin(tmp_path / "ours", train=1, val=1)
     (ours / "READY").unlink()

@@ -273,3 +273,66 @@ def test_boxes_from_segmentations_and_a_warning_for_corner_style_bboxes(clean):
     counts = load_coco(root / "corners.json", root / "images").problems.counts
     assert any(k.startswith("bbox values look like [x1, y1, x2, y2] corners") for k in counts)
     assert not any(k.startswith("bbox values look like") for k in reference.problems.counts)
+
+
+def test_trusted_sizes_do_not_drop_pictures_and_results_go_back_to_the_file_frame(tmp_path, make_oracle):
+    (tmp_path / "images").mkdir()
+    resized, bbox = write_resized(tmp_path)
+    off_by_one = {"id": 5, "file_name": "off.png", "width": 121, "height": 90}
+    cv2.imwrite(str(tmp_path / "images" / "off.png"), np.zeros((90, 120, 3), np.uint8))
+    data = {"images": [resized, off_by_one], "categories": [{"id": 1, "name": "red"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": bbox},
+                            {"id": 2, "image_id": 5, "category_id": 1, "bbox": [10, 10, 30, 30]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    assert len(load_coco(tmp_path / "ann.json", tmp_path / "images", check_files=False).records) == 2
+    checked = load_coco(tmp_path / "ann.json", tmp_path / "images")
+    assert len(checked.records) == 2 and checked.records[0].annotation_scale == (0.5, 0.5)
+    # detections written for the user's own tools are in the file's 200 x 100 frame, not the picture's
+    cfg = load_config(write_config(tmp_path, "ann.json"), ["model.num_classes=1"])
+    dataset = build_dataset(cfg, "val")
+
+    def exact(record, boxes, num_classes, name):
+        return np.array([[*b, 0.9, 0] for b in boxes], np.float64).reshape(-1, 6)
+
+    metrics = Evaluator(cfg, dataset).evaluate(make_oracle(dataset, cfg.data.mean, cfg.data.std, exact),
+                                               progress=False, dets_path=tmp_path / "dets.json")
+    assert metrics["AP"] == pytest.approx(1.0)
+    dets = {d["image_id"]: d["bbox"] for d in json.loads((tmp_path / "dets.json").read_text())}
+    np.testing.assert_allclose(dets[1], bbox, atol=0.6)
+    np.testing.assert_allclose(dets[5], [10, 10, 30, 30], atol=0.6)
+
+
+def test_square_exif_pictures_follow_how_the_dataset_was_annotated(tmp_path):
+    """A square phone photo's sizes cannot tell its frame; the dataset's non-square ones can."""
+    (tmp_path / "images").mkdir()
+    rotated, bbox = write_rotated(tmp_path)  # 200 x 100 stored, annotated as stored
+    square = np.zeros((100, 100, 3), np.uint8)
+    square[10:40, 60:90] = (230, 0, 0)  # red (RGB) in the stored frame's top right
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(square).save(tmp_path / "images" / "square.jpg", exif=exif.tobytes(), quality=95)
+    data = {"images": [rotated, {"id": 9, "file_name": "square.jpg", "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "red"}],
+            "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": bbox},
+                            {"id": 2, "image_id": 9, "category_id": 1, "bbox": [60, 10, 30, 30]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    cfg = load_config(write_config(tmp_path, "ann.json"), ["model.num_classes=1"])
+    dataset = build_dataset(cfg, "val")
+    for i, record in enumerate(dataset.records):
+        sample = dataset[i]
+        (x1, y1, x2, y2), = sample["boxes"].round().astype(int)
+        assert sample["image"][y1 + 2:y2 - 2, x1 + 2:x2 - 2, 2].mean() > 150, record.name
+    kind = next(k for k in load_coco(tmp_path / "ann.json", tmp_path / "images").problems.counts
+                if k.startswith("EXIF orientation the sizes cannot check"))
+    assert "read without rotation" in kind
+
+
+def test_a_supercategory_only_category_is_not_a_class(clean):
+    root, data = clean
+    roboflow = copy.deepcopy(data)
+    roboflow["categories"] = [{"id": 0, "name": "shapes-xyz", "supercategory": "none"}] + [
+        {**c, "supercategory": "shapes-xyz"} for c in roboflow["categories"]]
+    (root / "roboflow.json").write_text(json.dumps(roboflow))
+    loaded = load_coco(root / "roboflow.json", root / "images")
+    assert loaded.class_names == ["red", "green", "blue"]
+    assert any("supercategory" in k for k in loaded.problems.counts)

@@ -53,6 +53,7 @@ def test_round_trip_keeps_every_box_and_class(builtin, tmp_path, source, target)
     cfg = load_config(REPO / "configs" / "builtin.yaml", form_opts(builtin, source))
     there = convert_dataset(cfg, target, tmp_path / target)
     assert there.images == {"train": 6, "val": 10} and there.reencoded == 0
+    assert load_config(there.config).runtime.name == target  # runs/<output folder>: converted runs do not collide
     back = convert_dataset(load_config(there.config), source, tmp_path / "back")
     for split in ("train", "val"):
         original = by_picture(load_split(cfg, split).records)
@@ -83,3 +84,32 @@ def test_voc_boxes_are_whole_one_based_pixels_and_an_existing_folder_is_refused(
     with pytest.raises(DatasetError, match="exists"):
         convert_dataset(cfg, "yolo", tmp_path / "mine")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_pictures_sharing_a_stem_keep_their_own_boxes_and_the_class_order_is_kept(tmp_path):
+    import json
+
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    for name in ("a.jpg", "a.png", "b.jpg"):
+        cv2.imwrite(str(tmp_path / "images" / name), np.zeros((50, 60, 3), np.uint8))
+    data = {"images": [{"id": i + 1, "file_name": n, "width": 60, "height": 50}
+                       for i, n in enumerate(("a.jpg", "a.png", "b.jpg"))],
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 18, "bbox": [1, 1, 20, 20]},
+                            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [30, 20, 25, 25]},
+                            {"id": 3, "image_id": 3, "category_id": 1, "bbox": [5, 5, 10, 10]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    cfg = load_config(REPO / "configs" / "builtin.yaml", [
+        f"data.root={tmp_path}", "data.builtin=false", "data.train.ann_file=ann.json", "data.train.img_dir=images",
+        "data.val.ann_file=ann.json", "data.val.img_dir=images", "data.class_names=[dog, person]",
+        "model.num_classes=2"])
+    source = {(Path(r.path).name, tuple(r.labels)) for r in load_split(cfg, "val").records}
+    for target in FORMATS:
+        report = convert_dataset(cfg, target, tmp_path / f"out_{target}")
+        converted = load_split(load_config(report.config), "val")
+        assert converted.class_names == ["dog", "person"], target
+        boxes = sorted((tuple(r.labels), tuple(r.boxes[0].round())) for r in converted.records)
+        assert boxes == [((0,), (1, 1, 21, 21)), ((1,), (5, 5, 15, 15)), ((1,), (30, 20, 55, 45))], target
+        assert len(source) == 3 and len(converted.records) == 3

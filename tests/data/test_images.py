@@ -100,3 +100,22 @@ def test_choose_frame(annotated, probe, boxes, frame, kind):
 def test_ambiguous_or_impossible_frames_skip_the_image(annotated, boxes, why):
     choice = choose_frame(annotated, PICTURE, boxes)
     assert choice.frame is None and why in choice.problem and "image skipped" in choice.problem
+
+
+def test_sizes_that_differ_by_rounding_are_the_same_frame():
+    for annotated in ((201, 100), (200, 99), (200.4, 100.0)):
+        choice = choose_frame(annotated, PICTURE, box(10, 10, 190, 90))
+        assert choice.frame == choose_frame((200, 100), PICTURE, box(10, 10, 190, 90)).frame and choice.problem is None
+
+
+def test_orientations_the_sizes_cannot_reveal_are_counted():
+    square_turned = ImageProbe(100, 100, 100, 100, orientation=6)
+    choice = choose_frame((100, 100), square_turned, box(10, 10, 50, 50))
+    assert choice.frame.width == 100 and not choice.frame.ignore_orientation
+    assert "EXIF orientation the sizes cannot check" in choice.problem and "orientation 6" in choice.detail
+
+
+def test_a_wrong_filename_falls_back_to_the_id(tmp_path):
+    write(tmp_path / "0001.png")
+    lookup = PictureFinder(tmp_path).find("IMG_1234.jpg", "0001")
+    assert lookup.path == tmp_path / "0001.png" and lookup.rule == "stem"

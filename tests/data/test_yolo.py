@@ -107,3 +107,23 @@ def test_label_paths_mirror_the_last_images_folder(tmp_path):
         (tmp_path / "d.yaml").write_text("train: .\nnames: [a]\n")
         load_yolo(tmp_path / "d.yaml", "val")
     assert read_yolo_yaml(tmp_path / "d.yaml").root == tmp_path
+
+
+def test_result_ids_stay_unique_and_odd_stems_are_text(tmp_path):
+    for name in ("0001.jpg", "1.jpg", "².jpg"):
+        draw(tmp_path / "images" / "val" / name)
+    (tmp_path / "data.yaml").write_text("train: images/val\nval: images/val\nnames: [a]\n")
+    ids = load_yolo(tmp_path / "data.yaml", "val").source_image_ids
+    assert sorted(map(str, ids.values())) == ["0001", "1", "²"] and 1 in ids.values()
+
+
+def test_a_roboflow_export_with_parent_relative_splits(tmp_path):
+    """Roboflow writes train: ../train/images beside the splits; ultralytics then drops the ../, and so do we."""
+    draw(tmp_path / "train" / "images" / "a.jpg", boxes=[(20, 10, 60, 50)])
+    draw(tmp_path / "valid" / "images" / "b.jpg", boxes=[(20, 10, 60, 50)])
+    for split, name in (("train", "a"), ("valid", "b")):
+        (tmp_path / split / "labels").mkdir()
+        (tmp_path / split / "labels" / f"{name}.txt").write_text(yolo_line(0, (20, 10, 60, 50)) + "\n")
+    (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['thing']\n")
+    assert [r.name for r in load_yolo(tmp_path / "data.yaml", "val").records] == ["valid/images/b.jpg"]
+    assert len(load_yolo(tmp_path / "data.yaml", "train").records[0].boxes) == 1

@@ -289,3 +289,48 @@ def test_two_ranks_share_the_images_and_return_the_same_numbers(coco_setup):
     for _, _, metrics in results:  # the padded image is counted once: same numbers as one process
         assert metrics["num_images"] == 5 and metrics["num_detections"] == single["num_detections"] == 6
         assert metrics["AP"] == pytest.approx(single["AP"]) and metrics["AP50"] == pytest.approx(single["AP50"])
+
+
+def _failing_rank_main(rank: int, world: int, port: int, root: str, queue) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        cfg = load_config(Path(root) / "config.yaml")
+        dataset = build_dataset(cfg, "val")
+        evaluator = Evaluator(cfg, dataset)
+        model = oracle_for(cfg, dataset)
+        if rank == 1:  # this rank runs out of memory (say) in the middle of its images
+            model.forward = lambda images: (_ for _ in ()).throw(RuntimeError("out of memory"))
+        try:
+            evaluator.evaluate(model, progress=False)
+            queue.put((rank, "no error"))
+        except RuntimeError as exc:
+            queue.put((rank, str(exc)))
+        # both ranks are still in step: a collective after the failure pairs up as it should
+        flag = torch.tensor([rank + 1.0])
+        dist.all_reduce(flag)
+        queue.put((rank, float(flag)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_rank_that_fails_to_predict_fails_every_rank_together(coco_setup):
+    root, _, _ = coco_setup
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    mp.start_processes(_failing_rank_main, args=(2, _free_port(), str(root), queue), nprocs=2, join=True,
+                       start_method="fork")
+    results = sorted((queue.get(timeout=10) for _ in range(4)), key=lambda r: (r[0], str(r[1])))
+    messages = [m for _, m in results if isinstance(m, str)]
+    assert messages == ["evaluation failed on rank 1: RuntimeError: out of memory"] * 2
+    assert [m for _, m in results if isinstance(m, float)] == [3.0, 3.0]
+
+
+def test_an_unreadable_picture_is_left_out_of_the_score_not_replaced(coco_setup):
+    root, cfg, dataset = coco_setup
+    (root / "images" / "12.png").write_bytes(b"broken")  # the large zebra's picture
+    model = oracle_for(cfg, dataset)
+    model.table[0] = (np.array([[1, 1, 60, 60]], np.float32), np.array([2]))  # whatever it sees in a blank picture
+    metrics = Evaluator(cfg, dataset).evaluate(model, progress=False)
+    assert metrics["unreadable_images"] == 1 and metrics["num_images"] == 4
+    assert metrics["AP"] == pytest.approx(1.0)  # every picture scored was predicted perfectly

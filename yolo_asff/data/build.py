@@ -19,7 +19,9 @@ from .transforms import EvalTransform, TrainTransform
 from .voc import VOC_CLASSES, load_voc
 from .yolo import load_yolo, read_yolo_yaml
 
-__all__ = ["build_dataloader", "build_dataset", "dataset_class_names", "load_split", "under_root"]
+__all__ = [
+    "build_dataloader", "build_dataset", "dataset_class_names", "load_split", "under_root", "usable_cpus",
+]
 
 
 def under_root(root: Union[str, os.PathLike], path: Union[str, os.PathLike]) -> Path:
@@ -29,6 +31,16 @@ def under_root(root: Union[str, os.PathLike], path: Union[str, os.PathLike]) -> 
     """
     p = Path(path)
     return p if p.is_absolute() else Path(root) / p
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use, shared by the processes of this machine under torchrun: the most
+    data-loading workers worth starting (more only wait on each other)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def load_split(cfg: Config, split: str = "train") -> Annotations:
@@ -122,7 +134,8 @@ def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
     if len(names) != cfg.model.num_classes:
         raise DatasetError(
             f"the dataset has {len(names)} classes ({', '.join(names[:10])}{'…' if len(names) > 10 else ''}) "
-            f"but model.num_classes is {cfg.model.num_classes}; set model.num_classes={len(names)}"
+            f"but model.num_classes is {cfg.model.num_classes}; set model.num_classes={len(names)}, or set "
+            "data.class_names to the classes to train (in their order)"
         )
     d = cfg.data
     if split == "train":
@@ -154,7 +167,7 @@ def build_dataloader(
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.runtime.seed))
     else:
         sampler = SequentialSampler(dataset)
-    workers = cfg.data.num_workers
+    workers = min(cfg.data.num_workers, usable_cpus())
     common = dict(
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),

@@ -35,8 +35,10 @@ import cv2
 import numpy as np
 import yaml
 
+from ..utils.files import link_or_copy
 from .records import DatasetError
 from .transforms import box_iou_np
+from .yolo import label_lines
 
 __all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
 
@@ -177,22 +179,6 @@ def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarr
             f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n{objects}</annotation>\n")
 
 
-def _yolo_labels(w: int, h: int, boxes: np.ndarray, labels: np.ndarray) -> str:
-    """YOLO txt lines ``class cx cy w h``, normalised by the picture's size."""
-    return "".join(
-        f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}\n"
-        for b, c in zip(boxes.tolist(), labels.tolist())
-    )
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)  # written again over a half-finished run of the generator
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, photos, start_id: int) -> None:
     img_dir = out / "images" / split
     voc = out / "VOCdevkit" / f"VOC{VOC_YEAR}"
@@ -215,8 +201,8 @@ def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, ph
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
             })
         (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", w, h, boxes, labels))
-        (labels_dir / f"{stem}.txt").write_text(_yolo_labels(w, h, boxes, labels))
-        _link_or_copy(img_dir / f"{stem}.jpg", voc / "JPEGImages" / f"{stem}.jpg")
+        (labels_dir / f"{stem}.txt").write_text(label_lines(boxes, labels, w, h))
+        link_or_copy(img_dir / f"{stem}.jpg", voc / "JPEGImages" / f"{stem}.jpg")
         ids.append(stem)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     coco = {"info": {"description": "yolo-asff built-in dataset"}, "images": images,
@@ -254,8 +240,13 @@ def _write_video(path: Path, rng: np.random.Generator, photos, seconds: float = 
 
 
 def _is_generators(out: Path) -> bool:
-    """Whether ``out`` may be written: missing, or written by this generator (marker or READY file)."""
-    return not out.exists() or (out / MARKER).is_file() or (out / "READY").is_file()
+    """Whether ``out`` may be written: missing, or written by this generator (its marker, or the READY
+    file of an earlier version, which says ``train=... val=... seed=...``)."""
+    if not out.exists() and not out.is_symlink():
+        return True
+    ready = out / "READY"
+    return (out / MARKER).is_file() or (ready.is_file() and ready.read_text(errors="replace").startswith(
+        ("train=", "version=")))
 
 
 def _refuse(out: Path) -> DatasetError:
@@ -278,6 +269,8 @@ def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, 
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by yolo_asff.data.builtin; it may write here again\n")
     (out / "READY").unlink(missing_ok=True)
+    for old in ("images", "labels", "annotations", "VOCdevkit"):  # a smaller set must not keep old pictures
+        shutil.rmtree(out / old, ignore_errors=True)
     photos = _backgrounds()
     rng = np.random.default_rng(seed)
     _write_split(out, "train", train, np.random.default_rng(rng.integers(2**32)), photos, start_id=1)

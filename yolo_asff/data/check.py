@@ -44,24 +44,24 @@ def _percentiles(values: np.ndarray) -> str:
 def box_size_table(records: Sequence[ImageRecord], class_names: Sequence[str]) -> str:
     """Per class: boxes, images, median width and height in picture pixels (5th-95th percentile),
     median aspect w/h, and the share of COCO small / medium / large boxes. Ignored boxes are left out."""
+    keep = [~r.ignore for r in records]
+    labels = np.concatenate([r.labels[k] for r, k in zip(records, keep)] + [np.zeros(0, np.int64)])
+    boxes = np.concatenate([r.boxes[k] for r, k in zip(records, keep)] + [np.zeros((0, 4), np.float32)])
+    image_of = np.concatenate([np.full(int(k.sum()), i) for i, k in enumerate(keep)] + [np.zeros(0, np.int64)])
+    sizes = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
     rows = [f"{'class':<16} {'boxes':>7} {'images':>7} {'width px (5-95%)':>18} {'height px (5-95%)':>18} "
             f"{'w/h':>5}  small/medium/large"]
     for k, name in enumerate(class_names):
-        wh, images = [], 0
-        for r in records:
-            keep = (r.labels == k) & ~r.ignore
-            if keep.any():
-                images += 1
-                wh.append(r.boxes[keep, 2:] - r.boxes[keep, :2])
-        if not wh:
+        mine = labels == k
+        if not mine.any():
             rows.append(f"{name[:16]:<16} {0:>7} {0:>7}  (no boxes)")
             continue
-        sizes = np.concatenate(wh).astype(np.float64)
-        area = sizes[:, 0] * sizes[:, 1]
+        wh = sizes[mine]
+        area = wh[:, 0] * wh[:, 1]
         shares = [(area < _SMALL).mean(), ((area >= _SMALL) & (area < _MEDIUM)).mean(), (area >= _MEDIUM).mean()]
-        rows.append(f"{name[:16]:<16} {len(sizes):>7} {images:>7} {_percentiles(sizes[:, 0]):>18} "
-                    f"{_percentiles(sizes[:, 1]):>18} {np.median(sizes[:, 0] / sizes[:, 1]):>5.2f}  "
-                    + "/".join(f"{100 * s:.0f}%" for s in shares))
+        rows.append(f"{name[:16]:<16} {len(wh):>7} {len(np.unique(image_of[mine])):>7} "
+                    f"{_percentiles(wh[:, 0]):>18} {_percentiles(wh[:, 1]):>18} "
+                    f"{np.median(wh[:, 0] / wh[:, 1]):>5.2f}  " + "/".join(f"{100 * s:.0f}%" for s in shares))
     return "\n".join(rows)
 
 
@@ -81,7 +81,8 @@ def check_dataset(cfg: Config, splits: Sequence[str] = ("train", "val")) -> Dict
         else:
             names = check.annotations.class_names
             if len(names) != cfg.model.num_classes:
-                check.error = (f"the dataset has {len(names)} classes but model.num_classes is "
-                               f"{cfg.model.num_classes}; set model.num_classes={len(names)}")
+                check.error = (f"the dataset has {len(names)} classes ({', '.join(names[:10])}) but "
+                               f"model.num_classes is {cfg.model.num_classes}; set model.num_classes={len(names)}, "
+                               "or data.class_names to the classes to train")
         checks[split] = check
     return checks

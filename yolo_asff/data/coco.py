@@ -36,7 +36,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .images import ImageProbe, PictureFinder, probe_images
+from .frames import exif_habit
+from .images import PictureFinder, probe_pictures
 from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
 
 __all__ = ["id_key", "load_coco", "read_coco_categories"]
@@ -152,9 +153,21 @@ class _Categories:
             self.names[key], self.written[key], first_index[key], by_name[name] = name, cat["id"], i, i
         if not self.names:
             raise DatasetError(f"{ann_file} defines no categories")
+        self._drop_group_categories(data, problems)
         keys = list(self.names)
         self.all_int = all(isinstance(k, int) and -_INT64 <= k < _INT64 for k in keys)
         self.order: List[IdKey] = sorted(keys) if self.all_int else keys
+
+    def _drop_group_categories(self, data: dict, problems: ProblemLog) -> None:
+        """Drop a category without annotations that only names the others' supercategory (Roboflow exports
+        one as category 0); left in, it becomes a class the model is asked to learn and never sees."""
+        used = {id_key(a.get("category_id")) for a in data.get("annotations", []) if isinstance(a, dict)}
+        groups = {str(c.get("supercategory", "")).strip() for c in data["categories"] if isinstance(c, dict)}
+        for key, name in list(self.names.items()):
+            if key not in used and name in groups and len(self.names) > 1:
+                problems.add("category that only names the others' supercategory, without boxes (dropped)",
+                             f"{name!r} (id {self.written[key]!r})")
+                del self.names[key], self.written[key]
 
     def select(self, class_names: Optional[Sequence[str]], ann_file: Path) -> Dict[IdKey, int]:
         """Canonical category id → contiguous class index (all, in id order; or ``class_names``, in that order)."""
@@ -364,16 +377,13 @@ def load_coco(
         elif lookup.rule != "exact":
             problems.add("picture found under another name (used)", f"{im.file_name} -> {lookup.path.name}")
         paths.append(lookup.path)
-    need_probe = [p for p, im in zip(paths, entries) if p is not None and (check_files or im.size is None)]
-    probes = dict(zip(need_probe, probe_images(need_probe)))
-
     ids, source_image_ids = _image_int_ids(entries)
+    found = [(image_id, im, path) for image_id, im, path in zip(ids, entries, paths) if path is not None]
+    probes = probe_pictures([path for _, _, path in found], [im.size for _, im, _ in found], check_files)
+    habit = exif_habit([im.size for _, im, _ in found], probes)
     records = []
-    for image_id, im, path in zip(ids, entries, paths):
-        if path is None:
-            continue
-        probe = probes.get(path) or ImageProbe(*(int(round(v)) for v in im.size * 2))
-        record = make_record(image_id, str(path), im.file_name, im.size, probe, im.objects, problems)
+    for (image_id, im, path), probe in zip(found, probes):
+        record = make_record(image_id, str(path), im.file_name, im.size, probe, im.objects, problems, habit)
         if record is not None and (keep_empty or (~record.ignore).any()):
             records.append(record)
     if not records:

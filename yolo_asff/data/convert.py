@@ -26,7 +26,6 @@ import copy
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
@@ -37,9 +36,12 @@ import numpy as np
 import yaml
 
 from ..config import Config, dump_config
+from ..errors import OutputError
+from ..utils.files import check_writable, link_or_copy, make_dir
 from .build import load_split
 from .dataset import read_picture
 from .records import Annotations, DatasetError, ImageRecord
+from .yolo import label_lines
 
 __all__ = ["FORMATS", "ConversionReport", "convert_dataset", "voc_box"]
 
@@ -84,7 +86,8 @@ def _safe_stem(name: str) -> str:
 
 
 class _PictureWriter:
-    """Puts each picture under a unique name in the output, hard-linked, copied or re-encoded."""
+    """Puts each picture under a name whose stem is unique in the whole output (VOC ids, label files and
+    JPEGImages are named by stem), hard-linked, copied or re-encoded."""
 
     def __init__(self, copy_files: bool, report: ConversionReport) -> None:
         self.copy_files, self.report = copy_files, report
@@ -92,29 +95,24 @@ class _PictureWriter:
 
     def name_for(self, record: ImageRecord, split: str) -> str:
         suffix = ".png" if record.ignore_orientation else Path(record.path).suffix.lower()
-        stem = _safe_stem(record.path)
-        name = f"{stem}{suffix}"
-        if name.lower() in self.taken:
-            name = f"{split}_{record.image_id}_{stem}{suffix}"
-        self.taken.add(name.lower())
-        return name
+        stem = base = _safe_stem(record.path)
+        n = 1
+        while stem.lower() in self.taken:
+            n += 1
+            stem = f"{base}_{n}"
+        self.taken.add(stem.lower())
+        return f"{stem}{suffix}"
 
     def write(self, record: ImageRecord, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(dst.parent)
         if record.ignore_orientation:
             image = read_picture(record)
             if image is None or not cv2.imwrite(str(dst), image):
-                raise DatasetError(f"cannot re-encode {record.path} to {dst}")
+                raise OutputError(f"cannot re-encode {record.path} to {dst}")
             self.report.reencoded += 1
             return
-        if not self.copy_files:
-            try:
-                os.link(record.path, dst)
-                return
-            except OSError:
-                pass
-        shutil.copyfile(record.path, dst)
-        self.report.copied += 0 if self.copy_files else 1
+        if link_or_copy(record.path, dst, copy=self.copy_files) and not self.copy_files:
+            self.report.copied += 1
 
 
 def _coco_split(ann: Annotations, split: str, out: Path, pictures: _PictureWriter, report: ConversionReport) -> None:
@@ -168,12 +166,8 @@ def _voc_split(ann: Annotations, split: str, out: Path, pictures: _PictureWriter
 
 def _yolo_lines(record: ImageRecord) -> Tuple[str, int]:
     keep = ~record.ignore
-    scale = np.array([record.width, record.height] * 2, np.float64)
-    lines = []
-    for box, label in zip(record.boxes[keep].astype(np.float64) / scale, record.labels[keep].tolist()):
-        x1, y1, x2, y2 = box
-        lines.append(f"{label} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n")
-    return "".join(lines), int((~keep).sum())
+    return label_lines(record.boxes[keep], record.labels[keep].tolist(), record.width, record.height), \
+        int((~keep).sum())
 
 
 def _yolo_split(ann: Annotations, split: str, out: Path, pictures: _PictureWriter, report: ConversionReport) -> None:
@@ -194,11 +188,11 @@ def _data_section(cfg: Config, to: str, out: Path, class_names: Sequence[str]) -
     """Point ``cfg.data`` at the converted dataset in ``out``."""
     d = cfg.data
     d.format, d.builtin, d.root = to, False, str(out)
-    if to == "coco":
+    if to == "coco":  # class_names keep the class order (the file lists categories by id)
         d.train.ann_file, d.train.img_dir = "annotations/train.json", "images/train"
         d.val.ann_file, d.val.img_dir = "annotations/val.json", "images/val"
         d.train.splits, d.val.splits, d.yolo_file = [], [], ""
-        d.class_names = None
+        d.class_names = list(class_names)
     elif to == "voc":
         d.root = str(out / "VOCdevkit")
         d.train.splits, d.val.splits = [[VOC_YEAR, "train"]], [[VOC_YEAR, "val"]]
@@ -216,9 +210,10 @@ def convert_dataset(cfg: Config, to: str, out: Union[str, os.PathLike], copy_fil
     if to not in FORMATS:
         raise DatasetError(f"unknown format {to!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise DatasetError(f"{out} exists: give --out a folder that does not exist yet (nothing is written into "
                            "an existing folder)")
+    check_writable(out, "--out folder", folder=True)
     source = copy.deepcopy(cfg)
     source.data.keep_empty_images = True  # background pictures are part of the dataset
     splits = {split: load_split(source, split) for split in SPLITS}
@@ -226,7 +221,7 @@ def convert_dataset(cfg: Config, to: str, out: Union[str, os.PathLike], copy_fil
     if splits["val"].class_names != class_names:
         raise DatasetError(f"the train and val splits have different classes ({class_names} vs "
                            f"{splits['val'].class_names}); set data.class_names")
-    out.mkdir(parents=True)
+    make_dir(out, "--out folder")
     report = ConversionReport(out, out / "config.yaml")
     pictures = _PictureWriter(copy_files, report)
     writer = {"coco": _coco_split, "voc": _voc_split, "yolo": _yolo_split}[to]
@@ -238,5 +233,6 @@ def convert_dataset(cfg: Config, to: str, out: Union[str, os.PathLike], copy_fil
             sort_keys=False, allow_unicode=True), encoding="utf-8")
     result = copy.deepcopy(cfg)
     _data_section(result, to, out.resolve(), class_names)
+    result.runtime.name = out.resolve().name  # runs/<output folder>, not runs/config
     dump_config(result, report.config)
     return report

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -73,7 +72,7 @@ class DetectionDataset(Dataset):
         for _ in range(len(self.records)):
             record = self.records[index]
             image = read_picture(record) if index not in self.unreadable else None
-            if image is not None and image.shape[:2] == (record.height, record.width):
+            if image is not None and (not record.size_checked or image.shape[:2] == (record.height, record.width)):
                 return index, record, image
             if index not in self.unreadable:
                 self.unreadable.add(index)
@@ -87,6 +86,24 @@ class DetectionDataset(Dataset):
         raise DatasetError("no readable image left in the dataset: every picture is missing, corrupt or changed "
                            "since the dataset was read")
 
+    def _eval_sample(self, index: int) -> Dict[str, Any]:
+        """Picture ``index`` letterboxed for evaluation. Never another picture in its place: an unreadable
+        one comes back blank with ``readable: False`` (the evaluator leaves it out of the score)."""
+        record = self.records[index]
+        image = read_picture(record)
+        readable = image is not None and (not record.size_checked or image.shape[:2] == (record.height, record.width))
+        if not readable:
+            if index not in self.unreadable:
+                self.unreadable.add(index)
+                get_logger("data").warning("cannot read validation image %s (missing, corrupt or changed since the "
+                                           "dataset was read): left out of the score", record.path)
+            image = np.zeros((record.height, record.width, 3), np.uint8)
+        image, info = self.transform(image)
+        boxes = (record.boxes * np.array([info.scale_x, info.scale_y] * 2, np.float32)
+                 + np.array([info.pad_x, info.pad_y] * 2, np.float32))
+        return {"image": image, "boxes": boxes, "labels": record.labels, "weights": np.ones(len(boxes), np.float32),
+                "image_id": record.image_id, "info": info, "readable": readable}
+
     def _train_sample(self, index: int, size, rng):
         index, record, image = self._read(index)
         boxes, labels = record.training_targets(self.use_ignored)
@@ -95,13 +112,7 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, request: Union[int, SampleRequest]) -> Dict[str, Any]:
         if isinstance(self.transform, EvalTransform):
-            index = int(request.index if isinstance(request, SampleRequest) else request)
-            index, record, image = self._read(index)
-            image, info = self.transform(image)
-            boxes = (record.boxes * np.array([info.scale_x, info.scale_y] * 2, np.float32)
-                     + np.array([info.pad_x, info.pad_y] * 2, np.float32))
-            return {"image": image, "boxes": boxes, "labels": record.labels, "weights": np.ones(len(boxes), np.float32),
-                    "image_id": record.image_id, "info": info}
+            return self._eval_sample(int(request.index if isinstance(request, SampleRequest) else request))
         if not isinstance(request, SampleRequest):
             raise TypeError("training samples are requested with a SampleRequest (index, size, mixup)")
         rng = self._rng
@@ -157,7 +168,8 @@ def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[
 
     Returns a dict with ``images`` ``(B, 3, H, W)`` float32, RGB, ``(x / 255 − mean) / std``;
     ``targets`` ``(M, 7)`` float32 rows ``[batch index, class, x1, y1, x2, y2, weight]``
-    in input pixels; ``image_ids`` and ``infos`` lists.
+    in input pixels; ``image_ids``, ``infos`` and ``readable`` (evaluation: False for a picture that
+    could not be read) lists.
     """
     images = normalize_images(torch.from_numpy(np.stack([s["image"] for s in samples])), mean, std)
     rows = [
@@ -167,4 +179,4 @@ def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[
     ]
     targets = torch.from_numpy(np.concatenate(rows).astype(np.float32)) if rows else torch.zeros(0, 7)
     return {"images": images, "targets": targets.reshape(-1, 7), "image_ids": [s["image_id"] for s in samples],
-            "infos": [s["info"] for s in samples]}
+            "infos": [s["info"] for s in samples], "readable": [s.get("readable", True) for s in samples]}

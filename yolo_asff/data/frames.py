@@ -18,13 +18,13 @@ decides, from the evidence in the boxes themselves, which frame they are in:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .images import ImageProbe
 
-__all__ = ["FIT_TOLERANCE", "Frame", "FrameChoice", "boxes_fit", "choose_frame"]
+__all__ = ["FIT_TOLERANCE", "Frame", "FrameChoice", "boxes_fit", "choose_frame", "exif_habit"]
 
 FIT_TOLERANCE = 2.0  # pixels a box may overhang a frame and still be taken to belong to it
 _ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scales for "the same picture, resized"
@@ -71,7 +71,51 @@ def _size(width: float, height: float) -> str:
     return f"{width:g}×{height:g}"
 
 
-def choose_frame(annotated: Optional[Tuple[float, float]], probe: ImageProbe, boxes_xyxy: np.ndarray) -> FrameChoice:
+def _near(size: Tuple[float, float], width: float, height: float) -> bool:
+    return abs(size[0] - width) <= FIT_TOLERANCE and abs(size[1] - height) <= FIT_TOLERANCE
+
+
+def exif_habit(sizes: Sequence[Optional[Tuple[float, float]]], probes: Sequence[ImageProbe]) -> Optional[bool]:
+    """How the tool that annotated a dataset read EXIF-rotated pictures, from the ones whose sizes tell.
+
+    A quarter-turned, non-square picture shows it: an annotated size equal to the stored size means
+    the tool ignored the EXIF orientation, equal to the turned size that it applied it. Returns True
+    (stored frame) or False (turned) when at least 90% of the telling pictures agree, else None.
+    """
+    stored = turned = 0
+    for size, probe in zip(sizes, probes):
+        if size is None or not probe.measured or not probe.rotated:
+            continue
+        stored += _near(size, probe.stored_width, probe.stored_height)
+        turned += _near(size, probe.width, probe.height)
+    if stored + turned == 0:
+        return None
+    share = stored / (stored + turned)
+    return True if share >= 0.9 else False if share <= 0.1 else None
+
+
+def _orientation_note(
+    choice: FrameChoice, probe: ImageProbe, detail: str, stored_habit: Optional[bool] = None
+) -> FrameChoice:
+    """An EXIF orientation whose frame the sizes cannot reveal (a flip, a half turn, or a quarter turn of a
+    square picture): read as the dataset's other EXIF-rotated pictures were annotated (:func:`exif_habit`),
+    else in the frame OpenCV turns the picture to; counted either way."""
+    if choice.problem or probe.orientation == 1 or probe.rotated:
+        return choice
+    detail = f"{detail}, orientation {probe.orientation}"
+    if stored_habit:
+        return FrameChoice(Frame(probe.stored_width, probe.stored_height, ignore_orientation=True),
+                           "EXIF orientation the sizes cannot check: read without rotation, as this dataset's "
+                           "other EXIF-rotated pictures were annotated", detail)
+    why = "as this dataset's other EXIF-rotated pictures were annotated" if stored_habit is False else \
+        "the frame OpenCV turns the picture to; check these pictures"
+    return FrameChoice(choice.frame, f"EXIF orientation the sizes cannot check: read turned ({why})", detail)
+
+
+def choose_frame(
+    annotated: Optional[Tuple[float, float]], probe: ImageProbe, boxes_xyxy: np.ndarray,
+    stored_habit: Optional[bool] = None,
+) -> FrameChoice:
     """The frame that ``boxes_xyxy`` (annotation coordinates) are in, for a picture of ``probe``'s size.
 
     Args:
@@ -80,6 +124,7 @@ def choose_frame(annotated: Optional[Tuple[float, float]], probe: ImageProbe, bo
         probe: the picture's stored and decoded size (:func:`~yolo_asff.data.images.probe_image`).
         boxes_xyxy: ``(N, 4)`` every box of the image (crowd and difficult ones too), x1, y1, x2, y2
             in annotation pixels.
+        stored_habit: :func:`exif_habit` of the dataset, for orientations the sizes cannot reveal.
 
     Returns:
         the frame and, when the sizes disagreed, a problem kind and the sizes for the message.
@@ -96,10 +141,11 @@ def choose_frame(annotated: Optional[Tuple[float, float]], probe: ImageProbe, bo
         if probe.rotated and not fits(decoded) and fits(stored):
             return FrameChoice(stored, "no image size in the annotation; boxes fit the EXIF-rotated picture's "
                                "stored frame (read without rotation)", detail)
-        return FrameChoice(decoded, "no image size in the annotation (used the picture's)", detail)
+        return _orientation_note(FrameChoice(decoded, "no image size in the annotation (used the picture's)", detail),
+                                 probe, detail, stored_habit)
     aw, ah = annotated
-    if (aw, ah) == (decoded.width, decoded.height):
-        return FrameChoice(decoded)
+    if abs(aw - decoded.width) <= FIT_TOLERANCE and abs(ah - decoded.height) <= FIT_TOLERANCE:
+        return _orientation_note(FrameChoice(decoded), probe, detail, stored_habit)  # the same frame, or rounding
     if probe.rotated and (aw, ah) == (stored.width, stored.height) and fits(stored):
         return FrameChoice(stored, "annotated in the stored frame of an EXIF-rotated picture (read without "
                            "rotation)", detail)

@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "IMAGE_EXTENSIONS", "ImageProbe", "PictureFinder", "PictureLookup", "decode_picture", "is_image_name",
-    "probe_image", "probe_images",
+    "probe_image", "probe_images", "probe_pictures",
 ]
 
 # File name extensions of the formats OpenCV's imread decodes (imgcodecs); whether a given file
@@ -60,10 +60,14 @@ def decode_picture(path: PathLike, ignore_orientation: bool = False) -> Optional
 
 
 def _decodable(path: Path) -> bool:
+    """Whether OpenCV can decode the file (it looks at the first bytes)."""
     try:
-        return bool(cv2.haveImageReader(str(path)))
+        if cv2.haveImageReader(str(path)):
+            return True
     except cv2.error:
         return False
+    # haveImageReader opens the file with fopen, which cannot open non-ASCII paths on Windows: decode instead.
+    return os.name == "nt" and not str(path).isascii() and decode_picture(path) is not None
 
 
 @dataclass
@@ -141,6 +145,7 @@ class PictureFinder:
             stem: the picture's id without extension, tried when ``name`` finds nothing (VOC ids).
         """
         folders = [self.root]
+        stems: List[str]
         if name and name.strip():
             text = name.strip()
             spellings = [text] + ([text.replace("\\", "/")] if "\\" in text else [])
@@ -157,13 +162,16 @@ class PictureFinder:
             found = self._same_name(self.root, base)
             if found is not None:
                 return PictureLookup(found, "basename")
-            stem = Path(base).stem
+            stems = [Path(base).stem] + ([stem] if stem and stem != Path(base).stem else [])
+        else:
+            stems = [stem] if stem else []
         similar: List[str] = []
-        for folder in folders if stem else []:
-            path, others = self._same_stem(folder, stem)
-            if path is not None:
-                return PictureLookup(path, "stem")
-            similar += others
+        for name_stem in stems:  # the name's own stem, then the id (a VOC <filename> may name another file)
+            for folder in folders:
+                path, others = self._same_stem(folder, name_stem)
+                if path is not None:
+                    return PictureLookup(path, "stem")
+                similar += [o for o in others if o not in similar]
         return PictureLookup(None, "missing", tuple(similar[:3]))
 
 
@@ -193,6 +201,9 @@ class ImageProbe:
         stored_width, stored_height: as stored in the file, before any EXIF rotation.
         error: why the picture cannot be used (not a picture, a format this OpenCV cannot
             decode); the sizes are then 0.
+        orientation: the EXIF orientation (1: none; OpenCV applies 2-8 when it decodes).
+        measured: False when the sizes were taken from the annotation file, not the picture
+            (``data.check_images: false``).
     """
 
     width: int = 0
@@ -200,6 +211,14 @@ class ImageProbe:
     stored_width: int = 0
     stored_height: int = 0
     error: Optional[str] = None
+    orientation: int = 1
+    measured: bool = True
+
+    @classmethod
+    def from_annotation(cls, width: float, height: float) -> "ImageProbe":
+        """The size an annotation file gives, trusted without looking at the picture."""
+        w, h = int(round(width)), int(round(height))
+        return cls(w, h, w, h, measured=False)
 
     @property
     def rotated(self) -> bool:
@@ -217,15 +236,16 @@ def _exif_orientation(image) -> int:
         return 1
 
 
-def probe_image(path: PathLike) -> ImageProbe:
+def probe_image(path: PathLike, decodable: Optional[bool] = None) -> ImageProbe:
     """The size of the picture at ``path`` as stored and as ``cv2.imread`` decodes it (see :class:`ImageProbe`).
 
     Reads the header with Pillow; a format Pillow cannot parse is decoded once with OpenCV
     instead, and so is a picture with a transposing EXIF orientation (to take the size OpenCV
-    really gives). Never raises: a problem is returned in ``error``.
+    really gives). ``decodable``: already known from :meth:`PictureFinder.find` (not asked again).
+    Never raises: a problem is returned in ``error``.
     """
     path = Path(path)
-    if not _decodable(path):
+    if not (decodable if decodable is not None else _decodable(path)):
         kind = "not a picture OpenCV can decode" if path.is_file() else "missing"
         return ImageProbe(error=kind)
     orientation = 1
@@ -238,19 +258,36 @@ def probe_image(path: PathLike) -> ImageProbe:
     except Exception:  # Pillow lacks the format (or the header is odd): ask OpenCV
         stored_w = stored_h = 0
     if stored_w and orientation not in _TRANSPOSING:
-        return ImageProbe(stored_w, stored_h, stored_w, stored_h)
+        return ImageProbe(stored_w, stored_h, stored_w, stored_h, orientation=orientation)
     decoded = decode_picture(path)
     if decoded is None:
         return ImageProbe(error="OpenCV cannot decode it (corrupt or unsupported)")
     height, width = decoded.shape[:2]
     if not stored_w:
         stored_w, stored_h = width, height
-    return ImageProbe(width, height, stored_w, stored_h)
+    return ImageProbe(width, height, stored_w, stored_h, orientation=orientation)
 
 
-def probe_images(paths: Sequence[PathLike], threads: int = 8) -> List[ImageProbe]:
-    """:func:`probe_image` of each path, in order, with a few threads (the work is mostly file reads)."""
+def probe_images(paths: Sequence[PathLike], threads: int = 8, decodable: bool = False) -> List[ImageProbe]:
+    """:func:`probe_image` of each path, in order, with a few threads (the work is mostly file reads).
+
+    ``decodable``: every path was found decodable already (by :meth:`PictureFinder.find`).
+    """
+    def probe(path: PathLike) -> ImageProbe:
+        return probe_image(path, True if decodable else None)
+
     if len(paths) < 64 or threads <= 1:
-        return [probe_image(p) for p in paths]
+        return [probe(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(probe_image, paths, chunksize=64))
+        return list(pool.map(probe, paths, chunksize=64))
+
+
+def probe_pictures(
+    paths: Sequence[PathLike], sizes: Sequence[Optional[Tuple[float, float]]], check: bool, found: bool = True,
+) -> List[ImageProbe]:
+    """Each picture's :class:`ImageProbe`: read from the picture when ``check`` (or when its annotation gives
+    no size), else taken from the annotated ``sizes``. ``found``: the paths came from a
+    :class:`PictureFinder` (decodable)."""
+    need = [i for i, size in enumerate(sizes) if check or size is None]
+    measured = dict(zip(need, probe_images([paths[i] for i in need], decodable=found and check)))
+    return [measured[i] if i in measured else ImageProbe.from_annotation(*sizes[i]) for i in range(len(paths))]

@@ -20,7 +20,7 @@ from .images import ImageProbe
 CLIP_TOLERANCE = 0.5  # pixels: rounding (normalised YOLO coordinates, float sums) rather than a wrong box
 
 __all__ = [
-    "Annotations", "DatasetError", "ImageRecord", "ObjectBox", "ProblemLog", "check_box", "check_boxes", "clip_boxes",
+    "Annotations", "DatasetError", "ImageRecord", "ObjectBox", "ProblemLog", "check_boxes", "clip_boxes",
     "make_record",
     "summarize",
 ]
@@ -51,6 +51,11 @@ class ImageRecord:
             small / medium / large range); None: the box areas.
         ignore_orientation: decode the picture without its EXIF rotation (the boxes are in its
             stored frame).
+        annotation_scale: ``(sx, sy)``: the annotation file's coordinates times these are this
+            record's (not 1 for a picture resized after it was annotated); results files are
+            written back in the file's coordinates.
+        size_checked: ``width`` and ``height`` were read from the picture (False when
+            ``data.check_images: false`` trusted the annotation file).
     """
 
     image_id: int
@@ -64,6 +69,8 @@ class ImageRecord:
     eval_boxes: Optional[np.ndarray] = None
     areas: Optional[np.ndarray] = None
     ignore_orientation: bool = False
+    annotation_scale: Tuple[float, float] = (1.0, 1.0)
+    size_checked: bool = True
 
     def training_targets(self, use_ignored: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """Boxes and labels used as training targets (ignored boxes left out unless asked for)."""
@@ -161,13 +168,6 @@ def check_boxes(
     return clipped, inside
 
 
-def check_box(box: np.ndarray, width: int, height: int, where: str, problems: ProblemLog) -> Optional[np.ndarray]:
-    """One box clipped to the image, or None (and a logged problem) when nothing usable is left (see
-    :func:`check_boxes`)."""
-    clipped, keep = check_boxes(np.asarray(box)[None], width, height, [where], problems)
-    return clipped[0].astype(np.asarray(box).dtype) if keep[0] else None
-
-
 @dataclass
 class ObjectBox:
     """One annotated object as read from a file, before it is checked against its picture.
@@ -189,19 +189,20 @@ class ObjectBox:
 
 def make_record(
     image_id: int, path: str, name: str, annotated_size: Optional[Tuple[float, float]], probe: ImageProbe,
-    objects: Sequence[ObjectBox], problems: ProblemLog,
+    objects: Sequence[ObjectBox], problems: ProblemLog, stored_habit: Optional[bool] = None,
 ) -> Optional[ImageRecord]:
     """An :class:`ImageRecord` with its boxes in the frame of the decoded picture, or None to skip the image.
 
     The frame comes from :func:`~yolo_asff.data.frames.choose_frame` (annotated size against the
     picture's, decided by where the boxes fit); the boxes are then scaled into it and checked with
-    :func:`check_boxes`. Everything odd is counted in ``problems``.
+    :func:`check_boxes`. Everything odd is counted in ``problems``. ``stored_habit``: how the dataset's
+    tool read EXIF-rotated pictures (:func:`~yolo_asff.data.frames.exif_habit`).
     """
     if probe.error:
         problems.add(f"picture {probe.error} (skipped)", f"{name}: {path}")
         return None
     raw = np.array([o.box for o in objects], np.float64).reshape(-1, 4)
-    choice = choose_frame(annotated_size, probe, raw)
+    choice = choose_frame(annotated_size, probe, raw, stored_habit)
     if choice.problem:
         problems.add(choice.problem, f"{name}: {choice.detail}")
     frame = choice.frame
@@ -219,6 +220,7 @@ def make_record(
         image_id=int(image_id), path=str(path), width=int(frame.width), height=int(frame.height),
         boxes=clipped[keep].astype(np.float32), labels=labels[keep], ignore=ignore[keep], name=name,
         eval_boxes=scaled[keep], areas=areas[keep], ignore_orientation=frame.ignore_orientation,
+        annotation_scale=(frame.scale_x, frame.scale_y), size_checked=probe.measured,
     )
 
 

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .images import ImageProbe, PictureFinder, is_image_name, probe_images
+from .frames import exif_habit
+from .images import PictureFinder, is_image_name, probe_pictures
 from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
 
 __all__ = ["VOC_CLASSES", "load_voc", "parse_voc_xml", "read_voc_xml"]
@@ -125,9 +126,6 @@ def parse_voc_xml(path: Path, classes: _ClassMatcher, problems: ProblemLog, labe
         except (TypeError, ValueError):
             problems.add("object without a numeric bndbox (dropped)", f"{path.name}: {name}")
             continue
-        if xmin > xmax or ymin > ymax:  # drawn right to left or bottom to top by some tools
-            problems.add("bndbox corners in reverse order (swapped)", f"{path.name}: {name}")
-            xmin, xmax, ymin, ymax = min(xmin, xmax), max(xmin, xmax), min(ymin, ymax), max(ymin, ymax)
         objects.append(ObjectBox(np.array([xmin - 1, ymin - 1, xmax, ymax]), label, _flag(_text(obj, "difficult")),
                                  where=path.name))
     return _text(root, "filename"), _size(root), objects
@@ -196,12 +194,11 @@ def load_voc(
             picture = _find_picture(pictures, filename, image_id, check_files, problems)
             if picture is not None:
                 found.append((picture, f"VOC{year}/{image_id}", size, objects))
-    need_probe = [p for p, _, size, _ in found if check_files or size is None]
-    probes = dict(zip(need_probe, probe_images(need_probe)))
+    probes = probe_pictures([f[0] for f in found], [f[2] for f in found], check_files)
+    habit = exif_habit([f[2] for f in found], probes)
     records = []
-    for picture, name, size, objects in found:
-        probe = probes.get(picture) or ImageProbe(*(int(round(v)) for v in size * 2))
-        record = make_record(len(records), str(picture), name, size, probe, objects, problems)
+    for (picture, name, size, objects), probe in zip(found, probes):
+        record = make_record(len(records), str(picture), name, size, probe, objects, problems, habit)
         if record is not None and (keep_empty or (~record.ignore).any()):
             records.append(record)
     if not records:
@@ -215,8 +212,8 @@ def _find_picture(
     pictures: PictureFinder, filename: Optional[str], image_id: str, check_files: bool, problems: ProblemLog,
 ) -> Optional[Path]:
     """The picture of ``image_id``: the XML's ``<filename>`` if it exists, else the id with any extension."""
-    if not check_files:
-        return pictures.root / (filename or f"{image_id}.jpg")
+    if not check_files:  # trusted as VOC lays it out: <filename> may be a path on the annotating machine
+        return pictures.root / f"{image_id}.jpg"
     lookup = pictures.find(filename, image_id) if filename else pictures.find(None, image_id)
     if lookup.path is None:
         similar = f" (found {', '.join(lookup.found)}, which OpenCV cannot decode)" if lookup.found else ""

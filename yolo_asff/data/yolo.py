@@ -30,7 +30,9 @@ import yaml
 from .images import is_image_name, probe_images
 from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
 
-__all__ = ["ROUNDING", "YoloDataset", "label_path", "load_yolo", "read_labels", "read_yolo_yaml", "split_images"]
+__all__ = [
+    "ROUNDING", "YoloDataset", "label_lines", "label_path", "load_yolo", "read_labels", "read_yolo_yaml", "split_images",
+]
 
 ROUNDING = 1e-3  # how far outside [0, 1] a normalised coordinate may be and still count as rounding
 PathLike = Union[str, os.PathLike]
@@ -102,14 +104,21 @@ def read_yolo_yaml(yaml_file: PathLike) -> YoloDataset:
     if "nc" in data and data["nc"] != len(names):
         raise DatasetError(f"{yaml_file}: nc is {data['nc']} but 'names' has {len(names)} names")
     root = _resolve_root(data, yaml_file)
-    splits = {}
-    for split in ("train", "val"):
-        value = data.get(split)
-        if not value:
-            continue
-        entries = value if isinstance(value, list) else [value]
-        splits[split] = [Path(str(e)) if Path(str(e)).is_absolute() else root / str(e) for e in entries]
+    splits = {split: [_split_path(str(e), root) for e in (data[split] if isinstance(data[split], list)
+                                                          else [data[split]])]
+              for split in ("train", "val") if data.get(split)}
     return YoloDataset(yaml_file, root, splits, names)
+
+
+def _split_path(entry: str, root: Path) -> Path:
+    """A split entry as a path: absolute, or under the dataset root. Roboflow writes ``../train/images`` for a
+    YAML that sits in the root; ultralytics then tries the path without the ``../``, and so do we."""
+    path = Path(entry)
+    if path.is_absolute():
+        return path
+    if not (root / path).exists() and entry.startswith("../") and (root / entry[3:]).exists():
+        return root / entry[3:]
+    return root / path
 
 
 def _list_file_images(list_file: Path, root: Path, problems: ProblemLog) -> List[Path]:
@@ -165,6 +174,15 @@ def label_path(image: Path) -> Path:
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
     return image.with_suffix(".txt")
+
+
+def label_lines(boxes_xyxy: np.ndarray, labels: Sequence[int], width: float, height: float) -> str:
+    """YOLO txt lines ``class cx cy w h`` (6 decimals) for ``(N, 4)`` pixel boxes of a ``width`` × ``height`` picture."""
+    scale = np.array([width, height, width, height], np.float64)
+    lines = []
+    for (x1, y1, x2, y2), label in zip(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4) / scale, labels):
+        lines.append(f"{int(label)} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n")
+    return "".join(lines)
 
 
 def _parse_line(values: List[float], num_classes: int) -> Tuple[Optional[str], Optional[np.ndarray], bool]:
@@ -294,7 +312,12 @@ def _short(path: Path, root: Path) -> str:
 
 def _source_ids(records, root: Path) -> Dict[int, object]:
     """Record id → the picture's stem (an int when it is digits), or its relative path when stems repeat."""
-    stems = [Path(r.path).stem for r in records]
-    if len(set(stems)) == len(stems):
-        return {r.image_id: int(s) if s.isdigit() else s for r, s in zip(records, stems)}
+    ids = [_number_or_text(Path(r.path).stem) for r in records]
+    if len(set(ids)) == len(ids):
+        return {r.image_id: i for r, i in zip(records, ids)}
     return {r.image_id: str(Path(_short(Path(r.path), root)).with_suffix("")) for r in records}
+
+
+def _number_or_text(stem: str):
+    """``"000123"`` stays text (it is not the number's own spelling); ``"123"`` becomes 123."""
+    return int(stem) if stem.isascii() and stem.isdigit() and str(int(stem)) == stem else stem

@@ -46,7 +46,7 @@ def init_distributed(device: str = "auto") -> torch.device:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"runtime.device is '{device}' but no CUDA GPU is available; use runtime.device=cpu")
+        raise InvalidInputError(f"runtime.device is '{device}' but no CUDA GPU is available; use runtime.device=cpu")
     if use_cuda:
         index = local_rank if (device in ("auto", "cuda") or world > 1) else int(device.split(":")[1])
         torch.cuda.set_device(index)

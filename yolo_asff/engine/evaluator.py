@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -134,19 +134,28 @@ def coco_gt_from_records(
 
 def with_source_ids(
     results: List[Dict[str, Any]], image_ids: Mapping[int, Any], category_ids: Mapping[int, Any],
-    record_category_ids: Sequence[int],
+    record_category_ids: Sequence[int], scales: Optional[Mapping[int, Tuple[float, float]]] = None,
 ) -> List[Dict[str, Any]]:
-    """COCO results with each image and category id as the annotation file writes it.
+    """COCO results as the annotation file names and measures things, for the user's own tools.
 
     ``image_ids``: record id → the file's id (where they differ); ``category_ids``: class
     index → the file's category id (where they differ); ``record_category_ids``: class index →
-    the int id the results carry.
+    the int id the results carry; ``scales``: record id → ``(sx, sy)`` for pictures resized after
+    annotation (boxes are divided by it, back into the file's coordinates).
     """
-    if not image_ids and not category_ids:
+    scales = scales or {}
+    if not image_ids and not category_ids and not scales:
         return results
     by_int = {int(record_category_ids[k]): v for k, v in category_ids.items()}
-    return [{**r, "image_id": image_ids.get(r["image_id"], r["image_id"]),
-             "category_id": by_int.get(r["category_id"], r["category_id"])} for r in results]
+    out = []
+    for r in results:
+        sx, sy = scales.get(r["image_id"], (1.0, 1.0))
+        x, y, w, h = r["bbox"]
+        out.append({**r, "image_id": image_ids.get(r["image_id"], r["image_id"]),
+                    "category_id": by_int.get(r["category_id"], r["category_id"]),
+                    "bbox": [round(x / sx, 2), round(y / sy, 2), round(w / sx, 2), round(h / sy, 2)]
+                    if (sx, sy) != (1.0, 1.0) else r["bbox"]})
+    return out
 
 
 def load_coco_gt(ann_file: os.PathLike | str) -> Any:
@@ -234,14 +243,15 @@ def score_voc(
     records: Sequence[ImageRecord], detections: Mapping[int, ImageDetections], num_classes: int
 ) -> VocMetrics:
     """VOC-protocol AP (:func:`~yolo_asff.engine.voc_eval.voc_evaluate`) of ``{image_id: (n, 6) rows}``."""
-    gt_ids = np.concatenate([np.full(len(r.labels), r.image_id) for r in records])
+    gt_ids = np.concatenate([np.full(len(r.labels), r.image_id) for r in records] + [np.zeros(0, np.int64)])
     order = sorted(detections)
     rows = np.concatenate([detections[i] for i in order] + [np.zeros((0, 6), np.float32)])
     det_ids = np.concatenate([np.full(len(detections[i]), i) for i in order] + [np.zeros(0, np.int64)])
     return voc_evaluate(
         det_ids, rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64),
-        gt_ids, np.concatenate([r.boxes for r in records]), np.concatenate([r.labels for r in records]),
-        np.concatenate([r.ignore for r in records]), num_classes,
+        gt_ids, np.concatenate([r.boxes for r in records] + [np.zeros((0, 4), np.float32)]),
+        np.concatenate([r.labels for r in records] + [np.zeros(0, np.int64)]),
+        np.concatenate([r.ignore for r in records] + [np.zeros(0, bool)]), num_classes,
     )
 
 
@@ -337,8 +347,11 @@ class Evaluator:
 
     # -- inference
 
-    def predict(self, model: nn.Module, half: bool = False, progress: bool = True) -> Dict[int, ImageDetections]:
-        """This rank's detections: ``{image_id: (n, 6) float32}`` rows x1, y1, x2, y2 (original pixels), score, class.
+    def predict(
+        self, model: nn.Module, half: bool = False, progress: bool = True
+    ) -> Dict[int, Optional[ImageDetections]]:
+        """This rank's detections: ``{image_id: (n, 6) float32}`` rows x1, y1, x2, y2 (original pixels), score,
+        class; ``None`` for a picture that could not be read (left out of the score).
 
         Runs ``model`` in eval mode under ``torch.no_grad`` on its own device (its training
         mode is restored afterwards). ``half``: float16 autocast on a GPU (ignored on a CPU).
@@ -363,7 +376,11 @@ class Evaluator:
                     splits = np.cumsum([len(d.scores) for d in dets])[:-1]
                     # rows is float32 already (postprocess works in float32) and a fresh array: the parts,
                     # views of it, are written in place; copy=False only guards against another dtype.
-                    for image_id, info, part in zip(batch["image_ids"], batch["infos"], np.split(rows, splits)):
+                    for image_id, info, readable, part in zip(batch["image_ids"], batch["infos"],
+                                                              batch["readable"], np.split(rows, splits)):
+                        if not readable:  # left out of the score (the dataset said so once)
+                            out[int(image_id)] = None
+                            continue
                         part = part.astype(np.float32, copy=False)
                         part[:, :4] = unletterbox_boxes(part[:, :4], info)
                         out[int(image_id)] = part
@@ -371,13 +388,23 @@ class Evaluator:
             model.train(was_training)
         return out
 
-    def gather(self, local: Dict[int, ImageDetections]) -> Dict[int, ImageDetections]:
-        """Every rank's detections merged (DistributedSampler repeats a few images: kept once)."""
+    def gather(self, local: Dict[int, ImageDetections], error: Optional[str] = None) -> Dict[int, ImageDetections]:
+        """Every rank's detections merged (DistributedSampler repeats a few images: kept once).
+
+        ``error``: this rank's prediction failed. Every rank still takes part in the exchange, and
+        every rank then raises the same error, so that all of them leave the evaluation together
+        (a rank that left alone would pair its next collective with the others' gather).
+        """
         if not self.distributed:
             return local
         merged: Dict[int, ImageDetections] = {}
-        for part in all_gather_objects(local):
+        errors = []
+        for rank, (part, failed) in enumerate(all_gather_objects((local, error))):
             merged.update(part)
+            if failed:
+                errors.append(f"rank {rank}: {failed}")
+        if errors:
+            raise RuntimeError(f"evaluation failed on {'; '.join(errors)}")
         return merged
 
     # -- scoring
@@ -397,10 +424,16 @@ class Evaluator:
     ) -> Dict[str, Any]:
         """Score merged detections (see :meth:`evaluate` for the dict); writes ``dets_path`` if given."""
         ds = self.dataset
+        unreadable = {i for i, rows in detections.items() if rows is None}
+        detections = {i: rows for i, rows in detections.items() if rows is not None}
         results = coco_results(detections, ds.category_ids)
-        base = {"num_images": len(ds), "num_detections": len(results)}
+        base = {"num_images": len(ds) - len(unreadable), "num_detections": len(results)}
+        if unreadable:
+            base["unreadable_images"] = len(unreadable)
+            self.log.warning("%d validation pictures could not be read and were left out of the score", len(unreadable))
+        scales = {r.image_id: r.annotation_scale for r in ds.records if r.annotation_scale != (1.0, 1.0)}
         as_written = lambda: with_source_ids(results, getattr(ds, "source_image_ids", {}),  # noqa: E731
-                                             getattr(ds, "source_category_ids", {}), ds.category_ids)
+                                             getattr(ds, "source_category_ids", {}), ds.category_ids, scales)
         if self._is_testdev():
             path = Path(dets_path) if dets_path else Path(self.cfg.runtime.output_dir) / "detections_testdev.json"
             write_coco_results(as_written(), path)
@@ -409,21 +442,23 @@ class Evaluator:
             return {**base, "testdev": True, "dets_path": str(path)}
         if dets_path:
             write_coco_results(as_written(), dets_path)
-        image_ids = [r.image_id for r in ds.records]
+        image_ids = [r.image_id for r in ds.records if r.image_id not in unreadable]
         coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids)
         if self.metric == "coco":
             metrics = {**coco, **base, "metric": "coco"}
         else:
-            metrics = self._voc_metrics(detections, coco, base)
+            scored = [r for r in ds.records if r.image_id not in unreadable]
+            metrics = self._voc_metrics(scored, detections, coco, base)
         metrics["dets_path"] = str(dets_path) if dets_path else None
         return metrics
 
     def _voc_metrics(
-        self, detections: Mapping[int, ImageDetections], coco: Dict[str, Any], base: Dict[str, Any]
+        self, records: Sequence[ImageRecord], detections: Mapping[int, ImageDetections], coco: Dict[str, Any],
+        base: Dict[str, Any],
     ) -> Dict[str, Any]:
         """VOC protocol for AP / AP50 / AP75 / per class; pycocotools (in ``coco``) for sizes and recall."""
         ds = self.dataset
-        voc = score_voc(ds.records, detections, len(ds.class_names))
+        voc = score_voc(records, detections, len(ds.class_names))
         use07 = self.voc07
         coco_part = {k: v for k, v in coco.items() if k != "summary"}
         metrics = {**coco_part, **base, "metric": "voc07" if use07 else "voc", "coco": coco_part}
@@ -460,9 +495,14 @@ class Evaluator:
             ``num_images``, ``num_detections`` and ``dets_path`` only.
         """
         start = time.perf_counter()
-        local = self.predict(model, half, progress)
+        try:
+            local, error = self.predict(model, half, progress), None
+        except Exception as exc:  # noqa: BLE001 - shared with the other ranks, then raised on all of them
+            if not self.distributed:
+                raise
+            local, error = {}, f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - start
-        detections = self.gather(local)
+        detections = self.gather(local, error)
         metrics: Dict[str, Any] = {}
         if is_main_process() or not self.distributed:
             self.log.info("evaluated %d images in %.1f s (%.1f images/s on this process)",

@@ -115,8 +115,9 @@ class Trainer:
             self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
 
         self.train_set = build_dataset(cfg, "train")
-        self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
-                          box_size_table(self.train_set.records, self.train_set.class_names))
+        if self.main:
+            self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
+                              box_size_table(self.train_set.records, self.train_set.class_names))
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
         self.epoch_len = len(self.loader.batch_sampler)
         if self.epoch_len == 0:
@@ -161,6 +162,7 @@ class Trainer:
                 "train.cosine_end_epoch (%d) is after the last epoch (train.epochs=%d): the lr will stop at %.3g "
                 "before decaying to train.min_lr; move train.cosine_start_epoch / cosine_end_epoch with train.epochs",
                 t.cosine_end_epoch, t.epochs, self.schedule(t.epochs))
+        self._warn_about_the_schedule(total_batch)
         self.evaluator: Any = None
         self._stop_requested = False  # set by a signal on this rank
         self._stop_agreed = False  # some rank asked: every rank stops at the same batch
@@ -174,6 +176,24 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------------ set-up
+    def _warn_about_the_schedule(self, total_batch: int) -> None:
+        """Say when the schedule cannot work as configured on this dataset (short runs, small datasets)."""
+        t = self.cfg.train
+        if t.warmup_epochs >= t.epochs:
+            self.monitor.warning(
+                "train.warmup_epochs (%g) is not shorter than the run (train.epochs=%d): the lr never reaches %.3g; "
+                "shorten the warm-up", t.warmup_epochs, t.epochs, self.base_lr)
+        steps = -(-self.epoch_len // self.accumulate)
+        if steps < 10:
+            self.monitor.warning(
+                "only %d optimizer step(s) per epoch: %d images in batches of %d per step (train.batch_size x "
+                "processes x accumulation to train.nominal_batch_size=%d). For a small dataset lower "
+                "train.nominal_batch_size (e.g. to train.batch_size) for more, smaller steps",
+                steps, len(self.train_set), total_batch, t.nominal_batch_size)
+        if self.epoch >= t.epochs:
+            self.monitor.warning("the run is already complete (%d of %d epochs): nothing left to train; raise "
+                                 "train.epochs to train longer", self.epoch, t.epochs)
+
     def _seed(self, seed: int) -> None:
         random.seed(seed)
         np.random.seed(seed)

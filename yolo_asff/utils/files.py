@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Union
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "check_writable", "json_safe", "make_dir", "write_json"]
+__all__ = ["atomic_write", "check_writable", "json_safe", "link_or_copy", "make_dir", "write_json"]
 
 
 def make_dir(path: Union[str, os.PathLike], what: str = "output folder") -> Path:
@@ -105,3 +106,25 @@ def write_json(path: Union[str, os.PathLike], data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented, strict JSON (NaN and infinities as null), atomically (see :func:`atomic_write`)."""
     text = json.dumps(json_safe(data), indent=2, default=_json_value, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def link_or_copy(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], copy: bool = False) -> bool:
+    """Put ``src`` at ``dst`` as a hard link (no space used), or a copy where links are not possible (another
+    file system) or ``copy`` is asked for. A file already at ``dst`` is replaced. Returns whether it copied.
+
+    Raises:
+        OutputError: ``dst`` cannot be written (no permission, disk full).
+    """
+    dst = Path(dst)
+    try:
+        dst.unlink(missing_ok=True)
+        if not copy:
+            try:
+                os.link(src, dst)
+                return False
+            except OSError:
+                pass
+        shutil.copyfile(src, dst)
+        return True
+    except OSError as exc:
+        raise OutputError(f"cannot write {dst}: {exc.strerror or exc}") from exc

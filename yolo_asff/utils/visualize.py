@@ -38,8 +38,9 @@ def draw_boxes(
         text = f"{name} {float(scores[i]):.2f}" if scores is not None else name
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         ty = max(y1, th + base)
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), colour, -1)
-        cv2.putText(out, text, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        tx = max(0, min(x1, w - tw))  # the label stays inside the picture
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty), colour, -1)
+        cv2.putText(out, text, (tx, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 
