@@ -12,7 +12,10 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["yolo_asff", "yolo_asff.*"]),
+    # The shipped configs live in configs/ of the repository and in yolo_asff/configs/ of an installed
+    # package, so that `yolo-asff train --config builtin` works from any folder.
+    packages=find_packages(include=["yolo_asff", "yolo_asff.*"]) + ["yolo_asff.configs"],
+    package_dir={"yolo_asff.configs": "configs"},
     install_requires=[
         "torch>=2.0",
         "torchvision>=0.15",
@@ -31,7 +34,9 @@ setup(
         # ONNX export and its check against onnxruntime (tools/export.py --check).
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
     },
-    package_data={"yolo_asff": ["assets/*.jpg", "assets/*.md"]},
+    package_data={"yolo_asff": ["assets/*.jpg", "assets/*.md"],
+                  "yolo_asff.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    entry_points={"console_scripts": ["yolo-asff = yolo_asff.cli:main"]},
     license="MIT",
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -35,10 +35,8 @@ train_start=$(date +%s)
 "$PY" tools/train.py --config "$CONFIG" --out "$OUT" --force --opts "${opts[@]}"
 train_end=$(date +%s)
 "$PY" tools/eval.py --config "$CONFIG" --weights "$OUT/best.pth" --json "$OUT/eval.json" --opts "${opts[@]}"
-"$PY" tools/demo.py --config "$CONFIG" --weights "$OUT/best.pth" --source yolo_asff/assets/astronaut.jpg \
-  --out "$OUT/demo" --opts "${opts[@]}"
-"$PY" tools/demo.py --config "$CONFIG" --weights "$OUT/best.pth" --source "$DATA/video.mp4" \
-  --out "$OUT/demo" --fusion-maps --opts "${opts[@]}"
+"$PY" tools/demo.py --weights "$OUT/best.pth" --source yolo_asff/assets/astronaut.jpg --out "$OUT/demo/photo"
+"$PY" tools/demo.py --weights "$OUT/best.pth" --source "$DATA/video.mp4" --out "$OUT/demo/video" --fusion-maps
 end=$(date +%s)
 
 "$PY" - "$OUT" "$((train_end - train_start))" "$((end - start))" <<'EOF'
@@ -48,6 +46,6 @@ m = json.load(open(f"{out}/eval.json"))
 print(f"[quickstart] validation COCO mAP@[.5:.95] {m['AP']:.3f}, mAP@0.5 {m['AP50']:.3f} "
       f"(training {train_s // 60} min {train_s % 60} s, all {total_s // 60} min {total_s % 60} s)")
 print(f"[quickstart] run: {out}/ (metrics.json, eval.json, best.pth, last.pth, train.log, tensorboard/)")
-print(f"[quickstart] demo: {out}/demo/ (astronaut.jpg, video.mp4, *_fusion.jpg)")
+print(f"[quickstart] demo: {out}/demo/photo/astronaut.jpg, {out}/demo/video/ (the annotated video, *_fusion.jpg)")
 print(f"[quickstart] curves: tensorboard --logdir {out}/tensorboard")
 EOF

@@ -1,43 +1,13 @@
 """Convert a config's dataset (both splits) to COCO JSON, a VOC tree or YOLO txt, with a config that trains on it.
 
-    python tools/convert_dataset.py --config configs/mydata.yaml --to yolo --out /data/mydata_yolo [--copy]
-
-The dataset is read through the same readers as training (everything they fix, such as ids,
-sizes and file names, is fixed in the output too); pictures are hard-linked (``--copy``: copied);
-``OUT/config.yaml`` is the config pointed at the result. ``--out`` must not exist yet.
+Runs ``yolo_asff.cli.convert_dataset`` from a clone, without installing the package (``--help`` for the options).
 """
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_asff import load_config  # noqa: E402
-from yolo_asff.data.convert import FORMATS, convert_dataset  # noqa: E402
-from yolo_asff.utils.cli import tool_main  # noqa: E402
-from yolo_asff.utils.logging import setup_logging  # noqa: E402
-
-
-@tool_main
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="config whose data section describes the dataset")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
-    parser.add_argument("--out", required=True, help="output folder (must not exist)")
-    parser.add_argument("--copy", action="store_true", help="copy the pictures instead of hard-linking them")
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/mine")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.opts)
-    setup_logging()
-    report = convert_dataset(cfg, args.to, args.out, copy_files=args.copy)
-    print(f"wrote the {args.to} dataset in {report.out}:")
-    for line in report.lines():
-        print(f"  {line}")
-    print(f"config: {report.config}\ntrain on it with: python tools/train.py --config {report.config}")
-    return 0
-
+from yolo_asff.cli.convert_dataset import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

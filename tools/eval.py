@@ -1,131 +1,13 @@
 """Evaluate weights on a config's validation set: COCO AP (pycocotools) or VOC mAP.
 
-    python tools/eval.py --config configs/builtin.yaml --weights runs/builtin/best.pth
-        [--size 608] [--conf 0.001] [--nms 0.65] [--batch 8] [--half] [--device cpu|cuda]
-        [--json metrics.json] [--dets detections.json] [--testdev] [--opts key=value ...]
-
-``--weights`` is a yolo-asff checkpoint (its EMA weights when it has them) or a Darknet
-``.weights`` file. Prints the COCO table and per-class AP; ``--json`` writes the numbers
-(fractions 0-1, null where the data has nothing of that kind), ``--dets`` the detections in
-COCO results format. ``--testdev`` (or an annotation file without annotations) only writes
-the detections, e.g. for the COCO test-dev server.
+Runs ``yolo_asff.cli.evaluate`` from a clone, without installing the package (``--help`` for the options).
 """
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
-
-import torch
-import yaml
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.engine.checkpoint import load_weights_file  # noqa: E402
-from yolo_asff.engine.evaluator import METRIC_KEYS, Evaluator, format_report  # noqa: E402
-from yolo_asff.engine.predictor import resolve_device  # noqa: E402
-from yolo_asff.utils.cli import UserError, tool_main  # noqa: E402
-from yolo_asff.utils.files import check_writable, write_json  # noqa: E402
-from yolo_asff.utils.logging import get_logger, setup_logging  # noqa: E402
-
-
-def config_opts(args: argparse.Namespace) -> List[str]:
-    """The command-line shortcuts as config overrides (checked like any other ``--opts``)."""
-    opts = list(args.opts)
-    for value, key in ((args.size, "test.img_size"), (args.conf, "test.conf_thresh"), (args.nms, "test.nms_thresh"),
-                       (args.batch, "test.batch_size")):
-        if value is not None:
-            # Written the way YAML reads it back: a bare 1e-05 would be read as a string.
-            opts.append(f"{key}={yaml.safe_dump([value], default_flow_style=True).strip()[1:-1]}")
-    return opts
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``; a user error otherwise."""
-    try:
-        return resolve_device(name)
-    except ValueError as exc:
-        raise UserError(f"--device: {exc}") from exc
-
-
-def load_weights(model: nn.Module, path: Path) -> str:
-    """Load ``path`` into ``model``; returns what was loaded: ``darknet``, ``ema`` or ``model``.
-
-    A checkpoint that does not fit the model (another architecture or class count) is an
-    error here, unlike when fine-tuning: evaluating half-initialised weights means nothing.
-    """
-    try:
-        loaded = load_weights_file(model, path)
-    except (ValueError, FileNotFoundError) as exc:  # a Darknet file of the wrong size
-        raise UserError(str(exc)) from exc
-    if loaded.source == "darknet":
-        return "darknet"
-    key, report = loaded.source, loaded.report
-    missing = [n for n in report.missing if not n.endswith("num_batches_tracked")]
-    if report.shape_mismatch or missing:
-        advice = loaded.hint or ("Use the config the checkpoint was trained with "
-                                 "(model.arch, model.head, model.num_classes, model.width).")
-        raise UserError(f"{path} ({key} weights) does not fit the model of this config: {report.summary()}. {advice}")
-    return key
-
-
-def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
-    """The numbers worth keeping (no text tables); NaN becomes null when written."""
-    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "voc", "testdev",
-            "dets_path"]
-    return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
-
-
-def evaluate(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, config_opts(args))
-    weights = Path(args.weights)
-    if not weights.is_file():
-        raise UserError(f"weights file not found: {weights} (--weights: a yolo-asff checkpoint or a Darknet .weights)")
-    for path, what in ((args.json, "--json file"), (args.dets, "--dets file")):
-        if path:
-            check_writable(path, what)
-    device = pick_device(args.device or cfg.runtime.device)
-    setup_logging()
-    get_logger("eval").setLevel(logging.WARNING)  # the report is printed below, not logged twice
-    model = build_model(cfg)
-    loaded = load_weights(model, weights)
-    model.to(device).eval()
-    evaluator = Evaluator(cfg, testdev=args.testdev)
-    metrics = evaluator.evaluate(model, half=args.half, progress=True, dets_path=args.dets)
-    size = cfg.test.img_size
-    print(f"{weights} ({loaded} weights), {metrics['num_images']} images at "
-          f"{size if isinstance(size, int) else 'x'.join(map(str, size))}, {metrics['num_detections']} detections")
-    print(format_report(metrics))
-    if args.dets or metrics.get("testdev"):
-        print(f"detections (COCO results format): {metrics['dets_path']}")
-    if args.json:
-        out = metrics_json(metrics, {"weights": str(weights), "weights_used": loaded, "config": args.config})
-        write_json(args.json, out)
-        print(f"metrics: {args.json}")
-    return 0
-
-
-@tool_main
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="config YAML (model and data.val)")
-    parser.add_argument("--weights", required=True, help="yolo-asff checkpoint (.pth) or Darknet .weights")
-    parser.add_argument("--size", type=int, help="input size (default: test.img_size)")
-    parser.add_argument("--conf", type=float, help="score threshold (default: test.conf_thresh)")
-    parser.add_argument("--nms", type=float, help="NMS IoU threshold (default: test.nms_thresh)")
-    parser.add_argument("--batch", type=int, help="images per batch (default: test.batch_size)")
-    parser.add_argument("--half", action="store_true", help="float16 autocast (GPU only)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: runtime.device)")
-    parser.add_argument("--json", help="write the metrics here as JSON")
-    parser.add_argument("--dets", help="write the detections here (COCO results JSON)")
-    parser.add_argument("--testdev", action="store_true", help="no ground truth: write the detections only")
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/coco")
-    return evaluate(parser.parse_args(argv))
-
+from yolo_asff.cli.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,10 +33,13 @@ __all__ = [
     "TestConfig",
     "TrainConfig",
     "config_from_dict",
+    "config_names",
     "config_to_yaml",
     "dump_config",
     "iter_config_fields",
     "load_config",
+    "resolve_config_path",
+    "shipped_configs",
 ]
 
 Size = Union[int, List[int]]
@@ -217,6 +220,8 @@ class RuntimeConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     log_interval: int = _f(20, "iterations between log lines")
     deterministic: bool = _f(False, "deterministic algorithms (slower; for reproducible runs)")
+    threads: int = _f(0, "torch's CPU threads per process (0: PyTorch's default); fewer than free cores on a shared "
+                      "machine")
 
 
 @dataclass
@@ -503,7 +508,7 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
     non_negative = {
         "train.weight_decay": t.weight_decay, "train.warmup_epochs": t.warmup_epochs, "train.min_lr": t.min_lr,
         "train.no_mixup_epochs": t.no_mixup_epochs, "train.fixed_size_epochs": t.fixed_size_epochs,
-        "data.num_workers": cfg.data.num_workers,
+        "data.num_workers": cfg.data.num_workers, "runtime.threads": cfg.runtime.threads,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -595,18 +600,56 @@ def _resolve(file_tree: Mapping[str, Any], file_prov: Mapping[str, str], opts: S
     return cfg
 
 
+def shipped_configs() -> Optional[Path]:
+    """The folder of the configs that come with yolo-asff: inside the installed package, or ``configs/``
+    of a clone (an editable install)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "configs", here.parent / "configs"):
+        if (folder / "_base_").is_dir():
+            return folder
+    return None
+
+
+def config_names() -> List[str]:
+    """The shipped configs by name (``builtin``, ``yolov3_asff_coco``, ``official/yolov3_asff_coco``, ...)."""
+    folder = shipped_configs()
+    if folder is None:
+        return []
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
+                  if "_base_" not in p.parts)
+
+
+def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
+    """A config given as a path, or as the name of a shipped config (``yolov3_asff_coco``, with or without
+    ``.yaml``); a path that exists wins. Unknown names come back as given (the loader then says so)."""
+    given = Path(path)
+    if given.exists() or given.is_absolute():
+        return given
+    folder = shipped_configs()
+    for candidate in ((folder / given, folder / f"{given}.yaml") if folder else ()):
+        if candidate.is_file():
+            return candidate
+    return given
+
+
 def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = ()) -> Config:
     """Load a config file (with its ``_base_`` files), apply ``opts`` and validate.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the name of a shipped config (:func:`config_names`).
         opts: overrides ``"section.key=value"``, values parsed as YAML.
 
     Raises:
         ConfigError: naming the file or ``--opts``, the key and what is wrong.
     """
-    file_tree, file_prov = _load_tree(Path(path))
-    return _resolve(file_tree, file_prov, opts, str(path))
+    resolved = resolve_config_path(path)
+    if not resolved.exists() and not Path(path).suffix and config_names():
+        close = difflib.get_close_matches(str(path), config_names(), n=3)
+        raise ConfigError(f"config not found: {path} is neither a file nor a shipped config"
+                          + (f"; did you mean {', '.join(close)}?" if close else
+                             f"; shipped configs: {', '.join(config_names())}"))
+    file_tree, file_prov = _load_tree(resolved)
+    return _resolve(file_tree, file_prov, opts, str(resolved))
 
 
 def config_from_dict(tree: Mapping[str, Any], opts: Sequence[str] = (), source: str = "<dict>") -> Config:

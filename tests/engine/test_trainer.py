@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from yolo_asff.config import load_config
 from yolo_asff.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -366,3 +367,201 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shapes):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["epochs_done"] == 1
     assert "2 process(es)" in (out / "train.log").read_text()
+
+
+# ------------------------------------------------------------------------------ resuming under changes
+
+
+def _recording(trainer):
+    """Record, per batch, (epoch, images of the epoch used) -> (schedule position, lr), and the indices drawn."""
+    steps, drawn = {}, []
+    schedule, requests = trainer.schedule, trainer.loader.batch_sampler._requests
+
+    class Recorder:  # the schedule, recording what it is asked (and saved with the checkpoint as before)
+        def __call__(self, progress):
+            lr = schedule(progress)
+            steps[(trainer.epoch, trainer.images_in_epoch)] = (progress, lr)
+            return lr
+
+        def state_dict(self):
+            return schedule.state_dict()
+
+    def record(batch, i):
+        drawn.append((trainer.epoch, list(batch)))
+        return requests(batch, i)
+
+    trainer.schedule = Recorder()
+    trainer.loader.batch_sampler._requests = record
+    return steps, drawn
+
+
+def _stopped_after(trainer, steps: int):
+    """Run ``trainer`` until ``steps`` optimizer steps are done, as if SIGTERM arrived then."""
+    real_step, calls = trainer.optimizer.step, {"n": 0}
+
+    def step_then_stop(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == steps:
+            trainer.request_stop()
+        return out
+
+    trainer.optimizer.step = step_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+
+
+@pytest.fixture(scope="module")
+def twelve(tmp_path_factory) -> Path:
+    return write_shapes_dataset(tmp_path_factory.mktemp("twelve"), images=12, seed=3)
+
+
+@pytest.mark.parametrize("change", ["batch size", "accumulation"])
+def test_a_resume_with_another_batch_geometry_continues_the_schedule_and_the_order(tmp_path, twelve, change):
+    # batch size: 4 images a step as 4 x 1, then as 2 x 2 accumulated: the same lr at the same image.
+    # accumulation: 4 a step, then 2 a step: the same point of the schedule (the lr scales with the batch).
+    geometry = {"batch size": ({"batch_size": 4, "nominal_batch_size": 4}, ["train.batch_size=2"]),
+                "accumulation": ({"batch_size": 2, "nominal_batch_size": 4}, ["train.nominal_batch_size=2"])}
+    start, later = geometry[change]
+    cfg_path = write_config(tmp_path, twelve, epochs=2, warmup_epochs=1.5, **start)
+    straight = Trainer(load_config(cfg_path), tmp_path / "straight", progress=False)
+    straight_lr, straight_drawn = _recording(straight)
+    straight.train()
+    cut = Trainer(load_config(cfg_path), tmp_path / "cut", progress=False)
+    cut_lr, cut_drawn = _recording(cut)
+    _stopped_after(cut, 1)
+    saved = load_checkpoint(tmp_path / "cut" / "last.pth")
+    assert (saved["epoch"], saved["extra"]["images_in_epoch"]) == (0, 4)
+    resumed = Trainer(load_config(cfg_path, later), tmp_path / "cut", resume=tmp_path / "cut" / "last.pth",
+                      progress=False)
+    resumed_lr, resumed_drawn = _recording(resumed)
+    resumed.train()
+    # the same point of the schedule at the same number of images, before and after the change
+    both = {**cut_lr, **resumed_lr}
+    shared = [k for k in straight_lr if k in both]
+    assert len(shared) >= 4 and (0, 4) in shared and (1, 0) in shared
+    for key in shared:
+        assert both[key][0] == pytest.approx(straight_lr[key][0], rel=1e-12), key
+        if change == "batch size":
+            assert both[key][1] == pytest.approx(straight_lr[key][1], rel=1e-12), key
+    # and the data in the same order: every epoch uses the images a straight run uses, in its order
+    used_before_the_cut = [i for e, batch in cut_drawn if e == 0 for i in batch][:4]  # (the loader fetched one more)
+    for epoch in (0, 1):
+        order = [i for e, batch in straight_drawn if e == epoch for i in batch]
+        again = (used_before_the_cut if epoch == 0 else []) + [i for e, b in resumed_drawn if e == epoch for i in b]
+        assert again == order and sorted(order) == list(range(12))
+    assert "resuming with" in (tmp_path / "cut" / "train.log").read_text()
+
+
+def test_a_resume_on_a_grown_dataset_keeps_the_fraction_of_the_epoch(tmp_path, twelve):
+    cfg_path = write_config(tmp_path, twelve, epochs=2, batch_size=4, nominal_batch_size=4)
+    cut = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
+    _stopped_after(cut, 1)  # 4 of 12 images: a third of the first epoch
+    bigger = write_shapes_dataset(tmp_path / "bigger", images=24, seed=4)
+    cfg = load_config(cfg_path, [f"data.root={bigger}"])
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "last.pth", progress=False)
+    assert (resumed.epoch, resumed.images_in_epoch) == (0, 8)
+    assert "24 images now, 12 when this epoch started" in (tmp_path / "run" / "train.log").read_text()
+    steps, _ = _recording(resumed)
+    resumed.train()
+    assert min(steps) == (0, 8) and steps[(0, 8)] == (pytest.approx(1 / 3), pytest.approx(cut.schedule(1 / 3)))
+
+
+def test_the_order_of_an_epoch_survives_a_change_of_process_count():
+    from yolo_asff.data.sampler import EpochOrder, MultiScaleBatchSampler
+
+    def steps(world, batch, start):
+        """The images of each global step: the union over the processes' batches."""
+        per_rank = []
+        for rank in range(world):
+            sampler = MultiScaleBatchSampler(EpochOrder(30, seed=7, rank=rank, world=world), batch, 5, 64, None, seed=7)
+            sampler.set_epoch(2, start_image=start)
+            per_rank.append([[r.index for r in b] for b in sampler])
+        assert len({len(b) for b in per_rank}) == 1  # every process takes the same number of steps
+        return [sorted(i for part in step for i in part) for step in zip(*per_rank)]
+
+    order = EpochOrder(30, seed=7)
+    order.set_epoch(2)
+    full = order.order().tolist()
+    assert [i for step in steps(1, 6, 0) for i in step] == sorted(full[:6]) + sorted(full[6:12]) + \
+        sorted(full[12:18]) + sorted(full[18:24]) + sorted(full[24:30])
+    # stopped after 12 images on one process, resumed on two with batches of 2: 4 images a step, in order
+    assert steps(2, 2, 12) == [sorted(full[k:k + 4]) for k in (12, 16, 20, 24)]
+
+
+def test_config_changes_on_resume_are_checked_recorded_and_the_config_kept(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=1)
+    out = tmp_path / "runs" / "cfg"
+    assert run_train("--config", cfg, "--out", out).returncode == 0
+    written = (out / "config.yaml").read_text()
+    refused = run_train("--resume", out, "--opts", "train.lr=0.5", "data.img_size=96")
+    assert refused.returncode == 2 and "train.lr: 0.01 -> 0.5" in refused.stderr
+    assert "data.img_size: 128 -> 96" in refused.stderr and "Traceback" not in refused.stderr
+    refused = run_train("--config", REPO / "configs" / "builtin.yaml", "--resume", out)  # the shipped one: other run
+    assert refused.returncode == 2 and "cannot change mid-run" in refused.stderr
+    done = run_train("--resume", out, "--opts", "train.epochs=2", "runtime.log_interval=5")  # the folder alone
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "config.yaml").read_text() == written  # never rewritten
+    record = yaml.safe_load((out / "resumes.yaml").read_text())
+    assert len(record) == 1 and record[0]["changed"] == {"train.epochs": {"was": 1, "now": 2},
+                                                          "runtime.log_interval": {"was": 1, "now": 5}}
+    assert json.loads((out / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_new_runs_are_numbered_and_force_moves_the_old_one_aside(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=1)
+    opts = ["--opts", f"runtime.output_dir={tmp_path / 'runs'}"]
+    assert run_train("--config", cfg, *opts).returncode == 0
+    second = run_train("--config", cfg, *opts)
+    assert second.returncode == 0 and (tmp_path / "runs" / "cfg-2" / "last.pth").is_file()
+    forced = run_train("--config", cfg, "--out", tmp_path / "runs" / "cfg", "--force", *opts)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    aside = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("cfg.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "last.pth").is_file() and "moved to" in forced.stderr
+    log = (tmp_path / "runs" / "cfg" / "train.log").read_text()
+    assert log.count("training yolov3_asff") == 1  # a fresh log, not the old one appended to
+    events = list((tmp_path / "runs" / "cfg" / "tensorboard").iterdir())
+    assert len(events) == 1
+
+
+def _killed_by_group_sigterm(cmd, out: Path, wait_for: str):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            start_new_session=True,
+                            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    for line in proc.stdout:
+        if wait_for in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGTERM)  # what timeout, Slurm, Kubernetes and systemd do
+    rest = proc.communicate(timeout=180)[0]
+    return proc.returncode, rest
+
+
+def test_sigterm_to_the_process_group_saves_with_loader_workers_and_the_run_resumes(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=30)
+    out = tmp_path / "run"
+    code, rest = _killed_by_group_sigterm(
+        [sys.executable, str(TRAIN), "--config", str(cfg), "--out", str(out), "--opts", "data.num_workers=2"],
+        out, "epoch 2/30 batch 1/2")
+    assert code == 130 and "Traceback" not in rest and "interrupted: saved" in rest, rest[-3000:]
+    saved = load_checkpoint(out / "last.pth")
+    done = run_train("--resume", out, "--opts", f"train.epochs={saved['epoch'] + 1}", "data.num_workers=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=30)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(TRAIN), "--config", str(cfg), "--out", str(out)]
+    code, rest = _killed_by_group_sigterm(cmd, out, "epoch 2/30 batch 1/1")
+    assert code != 0 and "interrupted: saved" in rest, rest[-3000:]
+    saved = load_checkpoint(out / "last.pth")
+    assert 1 <= saved["epoch"] < 30 and saved["extra"]["geometry"]["processes"] == 2
+    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                              "127.0.0.1", "--master_port", str(free_port()), str(TRAIN), "--resume", str(out),
+                              "--opts", f"train.epochs={saved['epoch'] + 1}"],
+                             capture_output=True, text=True, timeout=300, cwd=REPO,
+                             env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs_done"] == saved["epoch"] + 1

@@ -1,7 +1,6 @@
 """tools/eval.py end to end on a tiny COCO dataset with a small-width model checkpoint, and its user errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,14 +11,12 @@ import torch
 
 from tests.engine.test_evaluator import write_config, write_tiny_coco
 from yolo_asff import build_model, load_config
+from yolo_asff.cli import evaluate as eval_tool
 from yolo_asff.engine.checkpoint import save_checkpoint
 from yolo_asff.engine.evaluator import METRIC_KEYS
 from yolo_asff.io.darknet import save_darknet_weights
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("eval_tool", REPO / "tools" / "eval.py")
-eval_tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(eval_tool)
 
 
 def run(*args):

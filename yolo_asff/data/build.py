@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..config import Config
 from .coco import load_coco, read_coco_categories
 from .dataset import DetectionDataset, collate, worker_init
 from .records import Annotations, DatasetError
-from .sampler import MultiScaleBatchSampler
+from .sampler import EpochOrder, MultiScaleBatchSampler
 from .transforms import EvalTransform, TrainTransform
 from .voc import VOC_CLASSES, load_voc
 from .yolo import load_yolo, read_yolo_yaml
@@ -152,19 +152,22 @@ def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
 def build_dataloader(
     cfg: Config, split: str = "train", dataset: Optional[DetectionDataset] = None, distributed: Optional[bool] = None
 ) -> DataLoader:
-    """A DataLoader with workers, pinned memory and, under torch.distributed, a DistributedSampler.
+    """A DataLoader with workers (at most :func:`usable_cpus`) and pinned memory.
 
-    Training batches come from a :class:`MultiScaleBatchSampler`: call
-    ``loader.batch_sampler.set_epoch(epoch)`` at the start of every epoch.
+    Training batches come from a :class:`MultiScaleBatchSampler` over an :class:`EpochOrder` (each
+    process's share of one order of the whole dataset per epoch): call
+    ``loader.batch_sampler.set_epoch(epoch, start_image=...)`` at the start of every epoch.
+    Validation under torch.distributed shards the images with a DistributedSampler.
     """
     dataset = dataset if dataset is not None else build_dataset(cfg, split)
     if distributed is None:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     train = split == "train"
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.runtime.seed, drop_last=train)
-    elif train:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.runtime.seed))
+    if train:
+        rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+        sampler = EpochOrder(len(dataset), cfg.runtime.seed, shuffle=True, rank=rank, world=world)
+    elif distributed:
+        sampler = DistributedSampler(dataset, shuffle=False)
     else:
         sampler = SequentialSampler(dataset)
     workers = min(cfg.data.num_workers, usable_cpus())

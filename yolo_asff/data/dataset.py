@@ -1,6 +1,7 @@
 """The torch Dataset over image records, and the collate function that makes batches."""
 from __future__ import annotations
 
+import signal
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -140,7 +141,15 @@ def read_picture(record: ImageRecord) -> Optional[np.ndarray]:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a distinct, reproducible seed for each worker's augmentation."""
+    """DataLoader ``worker_init_fn``: a distinct, reproducible seed for each worker's augmentation.
+
+    Workers ignore SIGTERM and SIGINT: ``kill -TERM -PGID`` (what ``timeout``, Slurm, Kubernetes and
+    systemd send) reaches the whole process group, and a worker that died of it would make the
+    next batch fail before the training process could save. The training process stops at the
+    next step, saves, and shuts its workers down itself.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     dataset = info.dataset if info is not None else None
     if isinstance(dataset, DetectionDataset):

@@ -4,7 +4,12 @@ A checkpoint is a dict saved with ``torch.save``::
 
     {"format": "yolo_asff", "version": 1, "model": state_dict,
      "ema": state_dict | None, "optimizer": ..., "scheduler": ..., "scaler": ...,
-     "epoch": int, "iteration": int, "config": dict | None, "extra": dict}
+     "epoch": int, "iteration": int, "config": dict | None, "class_names": [str] | None, "extra": dict}
+
+``config`` (the resolved config) and ``class_names`` make a checkpoint self-contained: the tools
+build its model, read its input size and normalisation, and name its classes from it alone.
+Whether weights fit a model is one rule (:func:`load_weights_file`): strict for everything that
+runs a model (evaluation, demo, export, benchmark), lenient only for fine-tuning.
 
 Only tensors, containers and plain Python values go in, so every file loads with
 ``torch.load(..., weights_only=True)``: a checkpoint from somebody else cannot run code.
@@ -39,6 +44,7 @@ __all__ = [
     "is_darknet_file",
     "preferred_weights_key",
     "load_weights_file",
+    "WeightsMismatchError",
 ]
 
 CHECKPOINT_FORMAT = "yolo_asff"
@@ -50,6 +56,13 @@ class CheckpointError(YoloAsffError, RuntimeError):
     """A checkpoint file is missing, unreadable or not a checkpoint."""
 
 
+class WeightsMismatchError(CheckpointError):
+    """Weights that leave tensors of the model unloaded, given where the whole model must come from them."""
+
+
+_NAMES_SHOWN = 5  # names in a message: a handful, then a count
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_model_weights` did: names of tensors loaded and skipped."""
@@ -59,15 +72,40 @@ class LoadReport:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
 
+    @property
+    def unloaded(self) -> List[str]:
+        """Tensors of the model these weights did not fill (``num_batches_tracked`` counters aside)."""
+        missing = [n for n in self.missing if not n.endswith("num_batches_tracked")]
+        return self.shape_mismatch + missing
+
     def summary(self) -> str:
         text = f"loaded {len(self.loaded)} tensors"
         if self.shape_mismatch:
-            text += f"; skipped {len(self.shape_mismatch)} of another shape: {', '.join(self.shape_mismatch)}"
+            text += f"; skipped {len(self.shape_mismatch)} of another shape: {_few(self.shape_mismatch)}"
         if self.missing:
             text += f"; {len(self.missing)} not in the checkpoint (kept as initialised)"
         if self.unexpected:
             text += f"; {len(self.unexpected)} in the checkpoint but not in the model (ignored)"
         return text
+
+
+def _few(names: List[str], width: int = 60) -> str:
+    """At most a handful of names (each cut to ``width`` characters), then how many more."""
+    shown = ", ".join(n[:width] for n in names[:_NAMES_SHOWN])
+    return shown + (f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else "")
+
+
+_MODEL_KEYS = ("arch", "head", "num_classes", "width", "fusion", "rfb")
+
+
+def describe_model(model_cfg: Optional[Mapping[str, Any]]) -> str:
+    """``yolov3_asff (head yolov3), 6 classes, width 0.125, fusion on, rfb off`` from a config's model section."""
+    if not model_cfg:
+        return "unknown (no config in the file)"
+    m = dict(model_cfg)
+    return (f"{m.get('arch')} (head {m.get('head', 'yolov3')}), {m.get('num_classes')} classes, width "
+            f"{m.get('width', 1.0):g}, fusion {'on' if m.get('fusion', True) else 'off'}, "
+            f"rfb {'on' if m.get('rfb') else 'off'}")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -102,6 +140,7 @@ def save_checkpoint(
     iteration: int = 0,
     config: Optional[Mapping[str, Any]] = None,
     extra: Optional[Mapping[str, Any]] = None,
+    class_names: Optional[List[str]] = None,
 ) -> None:
     """Save a checkpoint atomically (see the module docstring for the layout)."""
     checkpoint = {
@@ -115,6 +154,7 @@ def save_checkpoint(
         "epoch": int(epoch),
         "iteration": int(iteration),
         "config": dict(config) if config is not None else None,
+        "class_names": list(class_names) if class_names is not None else None,
         "extra": dict(extra or {}),
     }
     atomic_torch_save(checkpoint, path)
@@ -185,8 +225,7 @@ def load_model_weights(
             report.loaded.append(name)
     report.missing = [name for name in target if name not in state]
     unwrap_model(model).load_state_dict(to_load, strict=False)
-    log = get_logger("checkpoint")
-    log.info("weights: %s", report.summary())
+    get_logger("checkpoint").debug("weights: %s", report.summary())  # callers say what they make of it
     return report
 
 
@@ -212,18 +251,54 @@ class WeightsLoad:
     report: Optional[LoadReport] = None  # checkpoints: tensors loaded and skipped
     darknet_layers: int = 0  # Darknet files: layers loaded
     hint: str = ""  # what to do when the weights do not fit the model
+    config: Optional[Dict[str, Any]] = None  # the checkpoint's own config (yolo-asff checkpoints)
+    class_names: Optional[List[str]] = None  # the checkpoint's class names (yolo-asff checkpoints)
+
+    def summary(self) -> str:
+        """One line: where the weights came from and what was loaded."""
+        if self.source == "darknet":
+            return f"{self.darknet_layers} Darknet layers"
+        return f"{self.source} weights: {self.report.summary()}"
 
 
-def load_weights_file(model: nn.Module, path: PathLike) -> WeightsLoad:
-    """Fill ``model`` from a weights file: a Darknet file, a checkpoint / state_dict (its EMA weights
-    when it has them), or an official ASFF release (converted on the fly). Tensors of another shape
-    are skipped and reported; each caller decides whether that is acceptable (fine-tuning) or not
-    (evaluation)."""
+def load_weights_file(
+    model: nn.Module, path: PathLike, strict: bool = True, model_cfg: Optional[Mapping[str, Any]] = None,
+    checkpoint: Optional[Mapping[str, Any]] = None,
+) -> WeightsLoad:
+    """Fill ``model`` from a weights file: a Darknet file, a checkpoint / state_dict (its EMA weights when it
+    has them), or an official ASFF release (converted on the fly).
+
+    The one rule for whether weights fit: with ``strict`` (everything that runs a model: evaluation, the
+    demo, export, benchmarks), weights that leave any tensor of the model unloaded are refused; without
+    it (fine-tuning from another dataset's model or an ImageNet backbone) the tensors that fit are loaded
+    and the rest are named in the log.
+
+    Args:
+        model_cfg: the ``model`` section the model was built from, for the message (what the file holds
+            against what the config asks for).
+        checkpoint: ``path`` already read with :func:`load_checkpoint` (not read again).
+
+    Raises:
+        WeightsMismatchError: ``strict`` and the weights do not cover the model. The message (under 600
+            characters) names the checkpoint's model and class count against the config's, a handful of
+            tensor names and how many more.
+        CheckpointError: the file is missing, unreadable or not weights.
+    """
     if is_darknet_file(path):
-        return WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
-    checkpoint = load_checkpoint(path)
+        from ..io.darknet import darknet_layers
+
+        loaded = WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
+        total = len(darknet_layers(unwrap_model(model)))
+        if strict and loaded.darknet_layers < total:
+            raise WeightsMismatchError(
+                f"{path} holds {loaded.darknet_layers} of this model's {total} Darknet layers (a backbone such as "
+                "darknet53.conv.74 is for fine-tuning with train --weights, not for running a model)")
+        return loaded
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
     key = preferred_weights_key(checkpoint)
     state = _strip_prefixes(checkpoint[key])
+    saved = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
+    names = checkpoint.get("class_names") if isinstance(checkpoint.get("class_names"), list) else None
     if official.looks_official(state):
         try:
             converted = official.convert_official_state_dict(state)
@@ -234,6 +309,24 @@ def load_weights_file(model: nn.Module, path: PathLike) -> WeightsLoad:
         hint = f"{path} is an official ASFF {converted.variant} checkpoint: use --config {config}{classes}"
         get_logger("checkpoint").info("%s: official ASFF %s checkpoint (%s), converted on the fly",
                                       path, converted.variant, str(converted.source_dtype).replace("torch.", ""))
-        report = load_model_weights(model, {"model": converted.state_dict})
-        return WeightsLoad(f"official {converted.variant}", report=report, hint=hint)
-    return WeightsLoad(key, report=load_model_weights(model, checkpoint, key=key))
+        loaded = WeightsLoad(f"official {converted.variant}", hint=hint,
+                             report=load_model_weights(model, {"model": converted.state_dict}))
+    else:
+        loaded = WeightsLoad(key, report=load_model_weights(model, checkpoint, key=key), config=saved,
+                             class_names=names)
+    if strict and loaded.report.unloaded:
+        raise WeightsMismatchError(_mismatch_message(path, loaded, model_cfg))
+    return loaded
+
+
+def _mismatch_message(path: PathLike, loaded: WeightsLoad, model_cfg: Optional[Mapping[str, Any]]) -> str:
+    report = loaded.report
+    unloaded = report.unloaded
+    total = len(report.loaded) + len(unloaded)
+    holds = describe_model(loaded.config.get("model")) if loaded.config else (loaded.source if loaded.hint else
+                                                                               "no config")
+    wants = describe_model(model_cfg) if model_cfg is not None else "this model"
+    advice = loaded.hint or ("Leave out --config to use the checkpoint's own, or pass the config it was trained "
+                             "with" if loaded.config else "Pass the config it was trained with")
+    return (f"{path} does not fit the model: {len(unloaded)} of {total} tensors would stay unloaded (e.g. "
+            f"{_few(unloaded, width=36)}). The file holds {holds}; the config asks for {wants}. {advice}")

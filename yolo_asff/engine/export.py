@@ -26,11 +26,12 @@ onnxruntime runs ``DeformConv`` on CPU from version 1.25 on; with an older one
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from torch.onnx.symbolic_helper import parse_args
 from torchvision.ops import DeformConv2d, nms
 
 from ..errors import YoloAsffError
+from ..utils.files import atomic_write
 from .postprocess import postprocess
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "resolve_opset",
     "export_onnx",
     "check_onnx",
+    "onnx_metadata",
     "onnx_output_names",
 ]
 
@@ -210,6 +213,7 @@ def export_onnx(
     half: bool = False,
     opset: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> Path:
     """Export ``model`` (a :class:`~yolo_asff.models.YoloDetector`) to ONNX with its decoding.
 
@@ -224,6 +228,8 @@ def export_onnx(
         opset: ONNX opset, 17 to 19; default :data:`DEFAULT_OPSET`, or 19 for a model with
             deformable convolutions (guided-anchor head), whose ``DeformConv`` needs 19
             (a lower one raises :class:`ExportError`). :func:`resolve_opset` tells which.
+        metadata: ``{key: text}`` stored in the file's ``metadata_props`` (:func:`onnx_metadata`);
+            needs the ``onnx`` package.
 
     Returns:
         the path written.
@@ -271,7 +277,47 @@ def export_onnx(
             dynamic_axes={k: v for k, v in axes.items() if v} or None,
             do_constant_folding=True,
         )
+    if metadata:
+        _store_metadata(path, metadata)
     return path
+
+
+def _store_metadata(path: Path, metadata: Mapping[str, str]) -> None:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ExportError(f"writing the metadata needs the onnx package: {INSTALL_HINT}") from exc
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    atomic_write(path, lambda f: f.write(graph.SerializeToString()))
+
+
+def onnx_metadata(cfg: Any, class_names: Sequence[str], size: Sequence[int], with_nms: bool) -> Dict[str, str]:
+    """What a runtime needs to use an exported detector, as ONNX ``metadata_props`` (text; lists in JSON).
+
+    Keys: ``class_names``, ``input_size`` ``[h, w]``, ``input`` (layout, in words), ``mean`` and ``std``
+    (RGB, after /255), ``letterbox`` (``true``: keep the aspect ratio, pad centred; ``false``: stretch),
+    ``pad_value_bgr`` (the padding colour, BGR 0-255), ``outputs`` (layout, in words), ``model``,
+    ``producer``.
+    """
+    from .. import __version__
+    from ..data.transforms import MEAN_BGR
+
+    outputs = ("boxes (K, 4) x1 y1 x2 y2 in input pixels, scores (K,), labels (K,) class index, batch_index (K,)"
+               if with_nms else "predictions (B, N, 5 + C): x1 y1 x2 y2 in input pixels, objectness, class "
+               "probabilities (score = objectness x class probability)")
+    m = cfg.model
+    return {
+        "class_names": json.dumps(list(class_names)), "input_size": json.dumps([int(v) for v in size]),
+        "input": "images (B, 3, H, W) float: RGB, (pixel / 255 - mean) / std",
+        "mean": json.dumps(list(cfg.data.mean)), "std": json.dumps(list(cfg.data.std)),
+        "letterbox": "true" if cfg.data.letterbox else "false", "pad_value_bgr": json.dumps(list(MEAN_BGR)),
+        "outputs": outputs, "model": f"{m.arch} head {m.head}, {m.num_classes} classes, width {m.width:g}",
+        "producer": f"yolo-asff {__version__}",
+    }
 
 
 @dataclass

@@ -51,7 +51,7 @@ def load_initial_weights(model: nn.Module, path: PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"--weights: file not found: {path}")
-    loaded = load_weights_file(model, path)
+    loaded = load_weights_file(model, path, strict=False)  # fine-tuning: whatever fits (another class count)
     if loaded.source == "darknet":
         return f"{loaded.darknet_layers} Darknet layers from {path}"
     return f"{loaded.source} weights of {path}: " + loaded.report.summary()
@@ -81,7 +81,7 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class _Stop(Exception):
-    """Raised in the loop at a step boundary after a stop request; ``args[0]`` is the batch to resume at."""
+    """Raised in the loop at a step boundary after a stop request (the position is ``images_in_epoch``)."""
 
 
 class Trainer:
@@ -105,8 +105,10 @@ class Trainer:
         if self.main:
             make_dir(self.out_dir, "run folder")
             setup_logging(log_file=str(self.out_dir / "train.log"))
-            dump_config(cfg, self.out_dir / "config.yaml")
+            if resume is None or not (self.out_dir / "config.yaml").exists():  # a run's config.yaml is never rewritten
+                dump_config(cfg, self.out_dir / "config.yaml")
         self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
+        dist.apply_threads(cfg.runtime.threads)
         self._seed(cfg.runtime.seed)
         t = cfg.train
 
@@ -119,7 +121,9 @@ class Trainer:
             self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
                               box_size_table(self.train_set.records, self.train_set.class_names))
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
-        self.epoch_len = len(self.loader.batch_sampler)
+        self.epoch_len = self.loader.batch_sampler.epoch_batches()  # steps in a whole epoch
+        self.dataset_size = len(self.train_set)
+        self.global_batch = t.batch_size * self.world  # images per batch over all processes
         if self.epoch_len == 0:
             raise TrainingError(
                 f"the training set has {len(self.train_set)} images per process, fewer than train.batch_size="
@@ -145,7 +149,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.epoch = 0
-        self.start_batch = 0
+        self.images_in_epoch = 0  # images of the current epoch used (all processes): the position in the schedule
         self.iteration = 0
         self.best: Dict[str, float] = {"AP": -1.0, "AP50": -1.0, "epoch": -1}
         self.history: List[Dict[str, Any]] = []
@@ -212,7 +216,7 @@ class Trainer:
     def _resume(self, path: PathLike) -> None:
         checkpoint = load_checkpoint(path, map_location=self.device)
         extra = checkpoint.get("extra") or {}
-        if "batch_in_epoch" not in extra:
+        if "images_in_epoch" not in extra and "batch_in_epoch" not in extra:
             raise TrainingError(f"{path} holds weights but no training state; to start from it use --weights")
         report = load_model_weights(self.model, checkpoint, key="model")
         if report.missing or report.shape_mismatch:
@@ -225,7 +229,7 @@ class Trainer:
         if checkpoint.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch = int(checkpoint["epoch"])
-        self.start_batch = int(extra["batch_in_epoch"])
+        self.images_in_epoch = self._resumed_position(checkpoint, extra)
         self.iteration = int(checkpoint["iteration"])
         self.best = dict(extra.get("best", self.best))
         self.history = list(extra.get("history", []))
@@ -237,23 +241,59 @@ class Trainer:
         rng = extra.get("rng_per_rank", [])
         if self.rank < len(rng):
             _set_rng_state(rng[self.rank])
-        where = f"epoch {self.epoch + 1}" + (f", batch {self.start_batch}" if self.start_batch else "")
+        where = f"epoch {self.epoch + 1}" + (f", image {self.images_in_epoch} of {self.dataset_size}"
+                                             if self.images_in_epoch else "")
         self.monitor.info("resumed from %s at %s (iteration %d)", path, where, self.iteration)
 
+    def _geometry(self) -> Dict[str, int]:
+        """What decides how an epoch is cut into steps (saved, and compared on resume)."""
+        t = self.cfg.train
+        return {"batch_size": t.batch_size, "processes": self.world, "accumulation": self.accumulate,
+                "dataset_size": self.dataset_size}
+
+    def _resumed_position(self, checkpoint: Dict[str, Any], extra: Dict[str, Any]) -> int:
+        """Images of the current epoch already used, in this run's terms, and a log line of what changed.
+
+        The position is kept in images, so another batch size, accumulation or number of processes
+        resumes at the same point of the schedule and of the epoch's order. A dataset of another
+        length keeps the same fraction of the epoch (its order is a new one, said so).
+        """
+        before = dict(extra.get("geometry") or {})
+        if "images_in_epoch" in extra:
+            images = int(extra["images_in_epoch"])
+        else:  # a checkpoint of an earlier version: batches of one process
+            saved_batch = int(((checkpoint.get("config") or {}).get("train") or {}).get("batch_size", 0) or
+                              self.cfg.train.batch_size)
+            images = int(extra.get("batch_in_epoch", 0)) * saved_batch
+        now = self._geometry()
+        changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
+        if changed:
+            self.monitor.warning("resuming with %s", ", ".join(f"{k} {b} (was {a})" for k, (a, b) in changed.items()))
+        old_size = int(before.get("dataset_size", self.dataset_size))
+        if images and old_size != self.dataset_size:
+            images = round(images * self.dataset_size / old_size)
+            self.monitor.warning("the training set has %d images now, %d when this epoch started: resuming at the "
+                                 "same fraction of the epoch (image %d), in a new order", self.dataset_size, old_size,
+                                 images)
+        return min(images, self.dataset_size)
+
     # ------------------------------------------------------------------------------ checkpoints
-    def _save(self, name: str, batch_in_epoch: int) -> None:
+    def _save(self, name: str) -> None:
         """Save ``name`` (atomically, on rank 0) with everything a resume needs."""
         rng = dist.all_gather_objects(_rng_state())
         if not self.main:
             return
         extra = {
-            "batch_in_epoch": batch_in_epoch, "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
+            "images_in_epoch": self.images_in_epoch, "geometry": self._geometry(),
+            "batch_in_epoch": self.images_in_epoch // self.global_batch,
+            "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
             "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
             "train_images": self.train_images, "rng_per_rank": rng, "eval_pending": self._eval_pending,
         }
         save_checkpoint(self.out_dir / name, self.model, ema=self.ema, optimizer=self.optimizer,
                         scheduler=self.schedule, scaler=self.scaler if self.scaler.is_enabled() else None,
-                        epoch=self.epoch, iteration=self.epoch * self.epoch_len + batch_in_epoch, config=self.cfg.to_dict(), extra=extra)
+                        epoch=self.epoch, iteration=self.iteration, config=self.cfg.to_dict(), extra=extra,
+                        class_names=self.train_set.class_names)
 
     # ------------------------------------------------------------------------------ the loop
     def _set_dropblock(self, epoch: int) -> None:
@@ -267,27 +307,33 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         t, n = self.cfg.train, self.epoch_len
-        self.loader.batch_sampler.set_epoch(self.epoch, self.start_batch)
+        batches = self.loader.batch_sampler
+        batches.set_epoch(self.epoch, start_image=self.images_in_epoch)
+        first = batches.start_batch  # the step a resumed epoch continues at
         self._set_dropblock(self.epoch)
         self.ddp.train()
-        self.monitor.start_epoch(self.epoch, t.epochs, n, self.start_batch)
+        self.monitor.start_epoch(self.epoch, t.epochs, n, first)
         sums: Dict[str, Any] = {}
         epoch_sums: Dict[str, Any] = {}
         window = Throughput()
         epoch_start, epoch_images = time.perf_counter(), 0
         self.optimizer.zero_grad(set_to_none=True)
-        for batch_index, batch in enumerate(self.loader, start=self.start_batch):
+        for batch_index, batch in enumerate(self.loader, start=first):
+            # The accumulation window of this batch: whole windows of train.nominal_batch_size, cut short at the
+            # epoch's end or where a resumed epoch starts; the loss is divided by the window's real length.
+            window_start = max(first, batch_index - batch_index % self.accumulate)
+            window_end = min(batch_index - batch_index % self.accumulate + self.accumulate, n)
             stop = self._stop_agreed or (self.world == 1 and self._stop_requested)
-            if stop and batch_index % self.accumulate == 0:
-                raise _Stop(batch_index)  # at a step boundary: the checkpoint holds whole steps only
-            lr = self.schedule(self.iteration / n)
+            if stop and batch_index == window_start:
+                raise _Stop()  # at a step boundary: the checkpoint holds whole steps only
+            lr = self.schedule(self.epoch + self.images_in_epoch / self.dataset_size)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             images = batch["images"].to(self.device, non_blocking=True)
             if self.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = batch["targets"].to(self.device, non_blocking=True)
-            step_now = (batch_index + 1) % self.accumulate == 0 or batch_index + 1 == n
+            step_now = batch_index + 1 == window_end
             sync = self.ddp.no_sync() if (self.world > 1 and not step_now) else nullcontext()
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -297,7 +343,7 @@ class Trainer:
                 finite = self._agree(loss)
                 if finite:
                     self._nonfinite_run = 0
-                    self.scaler.scale(loss / self.accumulate).backward()
+                    self.scaler.scale(loss / (window_end - window_start)).backward()
             if not finite:
                 self._nonfinite_run += 1
                 self.nonfinite_total += 1
@@ -321,6 +367,7 @@ class Trainer:
                         self.ema.update(self.model)
                 self.optimizer.zero_grad(set_to_none=True)
             self.iteration += 1
+            self.images_in_epoch += self.global_batch
             self.monitor.step({"lr": f"{lr:.2e}", "size": images.shape[-1]})
             if not finite:
                 continue
@@ -340,7 +387,7 @@ class Trainer:
             self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means})
         self.train_time += time.perf_counter() - epoch_start
         self.train_images += epoch_images
-        self.start_batch = 0
+        self.images_in_epoch = 0
 
     def _agree(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank; also spreads a stop request to every rank.
@@ -391,8 +438,8 @@ class Trainer:
         self._eval_pending = False
         if record is not None and record.get("AP", -1.0) > self.best["AP"]:
             self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self.epoch}
-            self._save("best.pth", 0)
-        self._save("last.pth", 0)
+            self._save("best.pth")
+        self._save("last.pth")
 
     def _evaluate(self) -> Dict[str, Any]:
         from .evaluator import Evaluator
@@ -464,18 +511,19 @@ class Trainer:
             while self.epoch < t.epochs:
                 try:
                     self._train_epoch()
-                except _Stop as stop:
+                except _Stop:
                     self.monitor.end_epoch()
-                    self._save("last.pth", stop.args[0])
-                    self.monitor.warning("interrupted: saved %s at epoch %d, batch %d; continue with --resume",
-                                         self.out_dir / "last.pth", self.epoch + 1, stop.args[0])
+                    self._save("last.pth")
+                    self.monitor.warning("interrupted: saved %s at epoch %d, image %d of %d; continue with --resume",
+                                         self.out_dir / "last.pth", self.epoch + 1, self.images_in_epoch,
+                                         self.dataset_size)
                     raise KeyboardInterrupt from None
                 self.epoch += 1  # from here on, self.epoch counts completed epochs
                 evaluate = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
                 if evaluate or self.epoch % t.save_interval == 0 or self._stop_requested:
                     # Before evaluating, so that an evaluation that fails or is killed never costs the epoch.
                     self._eval_pending = evaluate
-                    self._save("last.pth", 0)
+                    self._save("last.pth")
                 if evaluate:
                     self._evaluate_and_save()
                 if self._stop_requested and self.epoch < t.epochs:

@@ -11,7 +11,9 @@ from typing import Any, BinaryIO, Callable, Mapping, Union
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "check_writable", "json_safe", "link_or_copy", "make_dir", "write_json"]
+__all__ = [
+    "atomic_write", "check_writable", "json_safe", "link_or_copy", "make_dir", "numbered_folder", "write_json",
+]
 
 
 def make_dir(path: Union[str, os.PathLike], what: str = "output folder") -> Path:
@@ -128,3 +130,22 @@ def link_or_copy(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], cop
         return True
     except OSError as exc:
         raise OutputError(f"cannot write {dst}: {exc.strerror or exc}") from exc
+
+
+def numbered_folder(path: Union[str, os.PathLike], taken=None) -> Path:
+    """``path`` if it does not exist or is an empty folder, else the first free ``path-2``, ``path-3``, ...
+
+    ``taken(folder) -> bool`` says whether a folder counts as used (default: it exists and is not empty).
+    """
+    path = Path(path)
+
+    def used(folder: Path) -> bool:
+        if taken is not None:
+            return taken(folder)
+        return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+    candidate, n = path, 1
+    while used(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate

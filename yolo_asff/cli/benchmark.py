@@ -1,0 +1,184 @@
+"""Benchmarks that print numbers (never timed tests).
+
+    yolo-asff benchmark infer --config F [--device cpu|cuda] [--size S | --size H W] [--batch B]
+        [--precision fp32|fp16|bf16] [--warmup N] [--iters N] [--channels-last] [--compile]
+        [--weights W] [--json OUT] [--opts ...]
+    yolo-asff benchmark train --config F [same options as infer, without --weights]
+    yolo-asff benchmark data --config F [--size 608] [--samples 300] [--json OUT] [--opts ...]
+    (tools/benchmark.py in a clone; infer --weights CKPT needs no --config)
+
+``infer``: parameters, GFLOPs, batch-1 latency (forward; forward + postprocess; end to end
+from a decoded picture), forward throughput at ``--batch``, peak GPU memory.
+``train``: training steps per second (forward, loss, backward, SGD step) on synthetic data.
+``data``: training samples per second of one data-loading worker (one process, no
+DataLoader overhead) with the config's full augmentation and mixup, at a fixed size.
+Timings are medians after warm-up; ``--json`` also records the device, versions and command.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+
+import torch
+
+from .. import load_config
+from ..data import SampleRequest, build_dataset, collate
+from ..engine.loading import model_for_weights
+from ..utils.benchmark import (
+    PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
+    format_table, resolve_device,
+)
+from ..utils.cli import UserError, tool_main
+from ..utils.files import check_writable, write_json
+
+
+def bench_data(args: argparse.Namespace) -> dict:
+    if not args.config:
+        raise UserError("--config is needed for the data benchmark (its dataset and augmentation)")
+    cfg = load_config(args.config, args.opts)
+    dataset = build_dataset(cfg, "train")
+    size = (args.size, args.size)
+    n = min(args.samples, 10 * len(dataset))
+    mixup = cfg.train.mixup
+    for i in range(10):  # warm-up: file cache, lazy imports
+        dataset[SampleRequest(i % len(dataset), size, mixup)]
+    start = time.perf_counter()
+    batch = []
+    for i in range(n):
+        batch.append(dataset[SampleRequest(i % len(dataset), size, mixup)])
+        if len(batch) == cfg.train.batch_size:
+            collate(batch, cfg.data.mean, cfg.data.std)
+            batch = []
+    elapsed = time.perf_counter() - start
+    print(f"data pipeline: {n / elapsed:.1f} images/s per worker at {args.size}x{args.size} "
+          f"(full augmentation, mixup {'on, p=' + str(cfg.train.mixup_prob) if mixup else 'off'}, collate included; "
+          f"{n} samples in {elapsed:.1f} s)")
+    return {
+        "settings": {"size": [args.size, args.size], "samples": n, "mixup": mixup, "mixup_prob": cfg.train.mixup_prob,
+                     "batch": cfg.train.batch_size},
+        "results": {"images_per_s_per_worker": n / elapsed, "seconds": elapsed},
+    }
+
+
+def _size(args: argparse.Namespace, default) -> tuple:
+    size = args.size if args.size else default
+    size = [size] if isinstance(size, int) else list(size)
+    if len(size) not in (1, 2):
+        raise BenchmarkError(f"--size takes one value (square) or two (height width), got {len(size)}")
+    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+
+
+def _ms(timing: dict) -> str:
+    return f"{timing['median_ms']:.2f} ms (min {timing['min_ms']:.2f}, max {timing['max_ms']:.2f}, n={timing['iters']})"
+
+
+def _memory(mb) -> str:
+    return "n/a (CPU)" if mb is None else f"{mb:,.0f} MB"
+
+
+def bench_model(args: argparse.Namespace) -> dict:
+    weights = getattr(args, "weights", None)
+    ready = model_for_weights(weights, args.config, args.opts)
+    cfg, model = ready.cfg, ready.model
+    device = resolve_device(args.device)
+    check_precision(device, args.precision)
+    infer = args.what == "infer"
+    size = _size(args, cfg.test.img_size if infer else cfg.data.img_size)
+    batch = args.batch or (cfg.test.batch_size if infer else cfg.train.batch_size)
+    settings = {"size": list(size), "batch": batch, "precision": args.precision, "channels_last": args.channels_last,
+                "compile": args.compile, "warmup": args.warmup, "iters": args.iters, "weights": weights}
+    options = dict(device=device, size=size, batch=batch, precision=args.precision, warmup=args.warmup,
+                   iters=args.iters, channels_last=args.channels_last, compile_model=args.compile)
+    record = (benchmark_inference if infer else benchmark_training)(model, cfg, **options)
+    env = environment(device)
+    m, r = record["model"], record["results"]
+    rows = [
+        ("device", f"{env['device_name']} ({env['device']}), torch {env['torch']}"),
+        ("model", f"{m['arch']} (fusion={m['fusion']}, rfb={m['rfb']}, width={m['width']}), "
+                  f"{m['num_classes']} classes, {m['parameters']:,} parameters"),
+        ("settings", f"{size[0]}x{size[1]}, {args.precision}, channels_last={args.channels_last}, "
+                     f"compile={args.compile}, warmup {args.warmup}, iters {args.iters}"),
+    ]
+    if infer:
+        lat, thr, det = r["latency_ms"], r["throughput"], r["detections"]
+        rows += [
+            ("GFLOPs", f"{m['gflops']:.2f} at {size[0]}x{size[1]}"),
+            ("forward @1", _ms(lat["forward"])),
+            ("+ postprocess @1", _ms(lat["forward_postprocess"])),
+            ("end to end @1", _ms(lat["end_to_end"]) + ", from a 640x480 uint8 picture"),
+            ("first call", f"{lat['forward']['first_call_s']:.2f} s"),
+            (f"throughput @{batch}", f"{thr['images_per_s']:.1f} images/s (forward, {_ms(thr['batch_ms'])} per batch)"),
+            ("peak memory", f"{_memory(r['peak_memory_mb']['batch_1'])} @1, "
+                            f"{_memory(r['peak_memory_mb'][f'batch_{batch}'])} @{batch}"),
+            ("detections", f"{det['candidates']} candidates above {det['conf_thresh']}, {det['kept']} kept"
+                           + ("" if weights else " (random weights: pass --weights for a realistic NMS load)")),
+        ]
+    else:
+        rows += [
+            (f"train step @{batch}", _ms(r["step_ms"])),
+            ("throughput", f"{r['images_per_s']:.1f} images/s (forward + loss + backward + SGD step, synthetic data, "
+                           f"{r['boxes_per_image']} boxes/image)"),
+            ("first call", f"{r['step_ms']['first_call_s']:.2f} s"),
+            ("peak memory", _memory(r["peak_memory_mb"])),
+            ("last loss", f"{r['last_loss']['total']:.3f}" + ("" if r["loss_finite"] else " (NOT FINITE)")),
+        ]
+    print(format_table(f"{args.what} benchmark: {args.config}", rows))
+    return {"env": env, "settings": settings, **record}
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config YAML or shipped config name (infer with --weights: default the "
+                        "checkpoint's own)")
+    parser.add_argument("--json", help="also write every number to this JSON file")
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. model.width=0.5")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, warmup: int, iters: int) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    parser.add_argument("--size", type=int, nargs="+", metavar="S", help="input size S or H W (multiples of 32)")
+    parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls after the first one")
+    parser.add_argument("--iters", type=int, default=iters, help="timed calls (the median is reported)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (first call not timed)")
+
+
+@tool_main
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    infer = sub.add_parser("infer", help="inference latency, throughput, size and cost")
+    _add_common(infer)
+    _add_model_options(infer, warmup=10, iters=50)
+    infer.add_argument("--weights", help="checkpoint to load (realistic detection counts for the NMS timing)")
+    train = sub.add_parser("train", help="training-step throughput")
+    _add_common(train)
+    _add_model_options(train, warmup=5, iters=20)
+    data = sub.add_parser("data", help="data pipeline throughput per worker")
+    _add_common(data)
+    data.add_argument("--size", type=int, default=608)
+    data.add_argument("--samples", type=int, default=300)
+    args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json, "--json file")
+    try:
+        if args.what == "data":
+            record = {"env": environment(torch.device("cpu")), **bench_data(args)}
+        else:
+            record = bench_model(args)
+    except torch.cuda.OutOfMemoryError:
+        batch = getattr(args, "batch", None)  # None: the config's batch size, not known here
+        at = f" at batch {batch}" if batch is not None else ""
+        print(f"error: out of GPU memory{at}; try a smaller --batch", file=sys.stderr)
+        return 1
+    if args.json:
+        command = shlex.join(["tools/benchmark.py", *argv])
+        write_json(args.json, {"benchmark": args.what, "command": command, "config": args.config,
+                               "opts": args.opts, **record})
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,343 @@
+"""The demo: detections drawn on pictures, folders, globs, videos and webcams, written under one folder.
+
+What it writes, and the rules it keeps:
+
+- **Outputs mirror the input's folders.** A picture found as ``cam1/0001.jpg`` under the folder or
+  glob given is written as ``OUT/cam1/0001.jpg``, so pictures with the same name in different folders
+  never overwrite each other. An output never lands outside ``OUT``, whatever the input paths hold
+  (``..``, absolute paths, symbolic links), and never replaces another output: a clash gets ``_2``.
+- **Counts are of what happened.** Every number printed is of files written or frames read, never
+  what a listing or a video header claims.
+- **Videos play in browsers** when this OpenCV build can encode VP8 (``.webm``); otherwise MPEG-4
+  part 2 (``.mp4``, for players, not browsers). The log says which codec was used.
+- ``save_txt`` writes YOLO txt labels with the score (``class cx cy w h score``, normalised) under
+  ``OUT/labels/``; ``save_json`` writes all detections in the COCO results format to
+  ``OUT/detections.json`` (``image_id``: the picture's path under the input, or the frame index).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.images import IMAGE_EXTENSIONS, is_image_name
+from ..data.yolo import label_lines
+from ..errors import InvalidInputError, OutputError
+from ..utils.files import atomic_write, make_dir
+from ..utils.fusion_maps import fusion_figure
+from ..utils.logging import get_logger
+from ..utils.visualize import draw_boxes
+from .postprocess import Detections
+from .predictor import Predictor, read_image
+
+__all__ = [
+    "VIDEO_EXTENSIONS", "DemoOutputs", "OutputNamer", "Source", "Summary", "read_frames", "resolve_source", "run_images",
+    "run_video", "video_writer",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
+MAX_BAD_FRAMES_IN_A_ROW = 25  # then the stream is taken to have ended
+# (fourcc, extension, what): tried in order. VP8 in WebM plays in every current browser; H.264 is not in
+# the PyPI OpenCV builds (licensing); MPEG-4 part 2 always works but browsers do not play it.
+CODECS = (("VP80", ".webm", "VP8 (WebM; plays in browsers)"), ("mp4v", ".mp4", "MPEG-4 part 2 (not for browsers)"))
+
+
+@dataclass
+class Source:
+    """What --source named: ``images`` (``paths``; ``base``, the folder their relative paths start at;
+    ``single`` for one file), ``video`` or ``webcam``."""
+
+    kind: str
+    paths: List[Path] = field(default_factory=list)
+    base: Optional[Path] = None
+    single: bool = False
+    camera: int = 0
+
+
+@dataclass
+class Summary:
+    """What a run did: pictures or frames read and annotated, files written, detections, inputs skipped."""
+
+    items: int = 0
+    written: int = 0
+    detections: int = 0
+    skipped: List[str] = field(default_factory=list)
+    fusion_written: int = 0
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard (``data/*/images/*.jpg`` -> ``data``)."""
+    parts = PurePath(pattern).parts
+    fixed = [p for p in parts[:next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def resolve_source(text: str) -> Source:
+    """Classify --source.
+
+    Raises:
+        InvalidInputError: a missing path, an unknown file type, or no pictures.
+    """
+    path = Path(text)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+        if not paths:
+            raise InvalidInputError(f"no images ({' '.join(IMAGE_EXTENSIONS[:8])} ...) in folder {path}")
+        return Source("images", paths, base=path)
+    if path.is_file():
+        if is_image_name(path):
+            return Source("images", [path], base=path.parent, single=True)
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            return Source("video", [path])
+        raise InvalidInputError(
+            f"unsupported file type '{path.suffix.lower() or path.name}' for {path}: use an image "
+            f"({' '.join(IMAGE_EXTENSIONS[:8])} ...), a video ({' '.join(VIDEO_EXTENSIONS)}), a folder or a glob")
+    if text.isdigit():
+        return Source("webcam", camera=int(text))
+    if glob.has_magic(text):
+        matches = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
+        paths = [p for p in matches if is_image_name(p)]
+        if not paths:
+            raise InvalidInputError(f"no images match {text!r} ({len(matches)} other files do)")
+        return Source("images", paths, base=_glob_base(text))
+    raise InvalidInputError(f"source not found: {path} (give an image, a folder, a glob, a video or a webcam index)")
+
+
+class OutputNamer:
+    """Output paths under one folder: the input's relative folders kept, never outside it, never reused."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.real_out = Path(os.path.realpath(out))
+        self.taken: set = set()
+
+    def relative(self, path: Path, base: Optional[Path]) -> PurePath:
+        """``path`` relative to ``base``, worked out on the names (symbolic links are not followed)."""
+        if base is None:
+            return PurePath(path.name)
+        return PurePath(os.path.relpath(os.path.abspath(path), os.path.abspath(base)))
+
+    def path_for(self, rel: PurePath, suffix: Optional[str] = None) -> Path:
+        """A fresh path ``OUT/rel`` (with ``suffix`` replacing the extension), folders made."""
+        parts = ["__" if p == ".." else p for p in rel.parts if p not in ("", ".", rel.anchor)] or ["output"]
+        target = self.out.joinpath(*parts)
+        if suffix is not None:
+            target = target.with_suffix(suffix)
+        make_dir(target.parent)
+        if not os.path.realpath(target.parent).startswith(str(self.real_out)):
+            target = self.out / target.name  # a symbolic link in OUT points elsewhere: stay inside
+        stem, n = target.stem, 1
+        while target in self.taken or target.exists():
+            n += 1
+            target = target.with_name(f"{stem}_{n}{target.suffix}")
+        self.taken.add(target)
+        return target
+
+
+@dataclass
+class DemoOutputs:
+    """Where and what a demo run writes (see the module docstring)."""
+
+    out: Path
+    names: Sequence[str]
+    fusion: bool = False
+    fusion_every: int = 30
+    save_txt: bool = False
+    save_json: bool = False
+    namer: OutputNamer = field(init=False)
+    results: List[Dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.namer = OutputNamer(self.out)
+
+    def record(self, image_id: Any, rel: PurePath, det: Detections, shape: Tuple[int, int]) -> None:
+        """Keep ``det`` of one picture or frame for ``--save-txt`` / ``--save-json``."""
+        boxes, scores, labels = det.boxes.numpy(), det.scores.numpy(), det.labels.numpy()
+        if self.save_txt:
+            h, w = shape
+            lines = label_lines(boxes, labels.tolist(), w, h).splitlines()
+            text = "".join(f"{line} {score:.5f}\n" for line, score in zip(lines, scores.tolist()))
+            path = self.namer.path_for(PurePath("labels") / rel, ".txt")
+            atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+        if self.save_json:
+            for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+                x1, y1, x2, y2 = box
+                self.results.append({"image_id": image_id, "category_id": int(label),
+                                     "category_name": self.names[int(label)], "bbox": [round(x1, 2), round(y1, 2),
+                                     round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(score, 5)})
+
+    def finish(self) -> Optional[Path]:
+        """Write ``detections.json`` (``--save-json``); returns its path."""
+        if not self.save_json:
+            return None
+        path = self.namer.path_for(PurePath("detections.json"))
+        atomic_write(path, lambda f: f.write(json.dumps(self.results, allow_nan=False).encode("utf-8")))
+        return path
+
+
+def annotate(image: np.ndarray, det: Detections, names: Sequence[str]) -> np.ndarray:
+    """A copy of BGR ``image`` with ``det`` (original-image pixels) drawn, one colour per class."""
+    return draw_boxes(image, det.boxes.numpy(), det.labels.numpy(), names, det.scores.numpy())
+
+
+def _write_fusion(path: Path, image: np.ndarray, maps: List[torch.Tensor], index: int, predictor: Predictor) -> None:
+    figure = fusion_figure(image, [m[index] for m in maps], predictor.input_size, predictor.keep_ratio)
+    if not cv2.imwrite(str(path), figure):
+        raise OutputError(f"cannot write {path}")
+
+
+def _picture_suffix(path: Path) -> str:
+    """The input's extension when OpenCV can write it, else .jpg."""
+    suffix = path.suffix.lower()
+    try:
+        return suffix if cv2.haveImageWriter(f"x{suffix}") else ".jpg"
+    except cv2.error:
+        return ".jpg"
+
+
+def run_images(predictor: Predictor, source: Source, outputs: DemoOutputs) -> Summary:
+    """Annotate every picture of ``source`` (see the module docstring for where), a batch at a time.
+
+    In a folder or glob an unreadable picture is skipped and counted; a single one is an error.
+    """
+    summary = Summary()
+    bar = tqdm(total=len(source.paths), unit="img", desc="demo", disable=not sys.stderr.isatty())
+    for start in range(0, len(source.paths), predictor.batch_size):
+        images, chunk = [], []
+        for path in source.paths[start:start + predictor.batch_size]:
+            try:
+                images.append(read_image(path))
+                chunk.append(path)
+            except (FileNotFoundError, ValueError) as exc:
+                if source.single:
+                    raise
+                summary.skipped.append(path.name)
+                tqdm.write(f"skipped: {exc}", file=sys.stderr)
+        if images:
+            dets, maps = predictor(images, return_fusion=True) if outputs.fusion else (predictor(images), [])
+            for k, (path, image, det) in enumerate(zip(chunk, images, dets)):
+                rel = outputs.namer.relative(path, source.base)
+                target = outputs.namer.path_for(rel, _picture_suffix(path))
+                summary.items += 1
+                summary.detections += len(det.boxes)
+                if cv2.imwrite(str(target), annotate(image, det, outputs.names)):
+                    summary.written += 1
+                else:
+                    summary.skipped.append(f"{path.name} (not written)")
+                if maps:
+                    _write_fusion(outputs.namer.path_for(rel.with_name(f"{rel.stem}_fusion.jpg")), image, maps, k,
+                                  predictor)
+                    summary.fusion_written += 1
+                outputs.record(rel.as_posix(), rel, det, image.shape[:2])
+        bar.update(min(predictor.batch_size, len(source.paths) - start))
+    bar.close()
+    return summary
+
+
+def read_frames(capture: cv2.VideoCapture, total: int, summary: Summary) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(index, frame)`` for each decodable frame; broken ones are counted in ``summary.skipped``.
+
+    ``total`` <= 0 (a webcam, or a video whose header gives no count) ends at the first run of failed
+    reads. Failed reads count as broken frames only when a good frame follows them: a container that
+    announces more frames than it holds does not make its missing tail "skipped".
+    """
+    index, pending = 0, []
+    while total <= 0 or index < total:
+        ok, frame = capture.read()
+        if ok and frame is not None:
+            summary.skipped.extend(pending)
+            pending = []
+            yield index, frame
+        elif total <= 0 or len(pending) + 1 >= MAX_BAD_FRAMES_IN_A_ROW:
+            return
+        else:
+            pending.append(f"frame {index}")
+        index += 1
+
+
+def video_writer(stem_path: Path, fps: float, size: Tuple[int, int], namer: OutputNamer,
+                 codec: str = "auto") -> Tuple[cv2.VideoWriter, Path, str]:
+    """An open writer for ``stem_path`` + the codec's extension: VP8 WebM where this OpenCV encodes it
+    (``codec="auto"``), else MPEG-4; ``codec`` ``vp8`` or ``mp4v`` asks for one. Returns the writer, its
+    path and the codec's description.
+
+    Raises:
+        OutputError: no codec could be opened.
+    """
+    choices = [c for c in CODECS if codec == "auto" or c[0].lower().startswith(codec.lower()[:3])]
+    for fourcc, suffix, what in choices:
+        path = namer.path_for(PurePath(stem_path.name), suffix)
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # FFmpeg's notes on fourcc tags
+        try:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if writer.isOpened():
+            return writer, path, what
+        namer.taken.discard(path)
+        path.unlink(missing_ok=True)
+    raise OutputError(f"OpenCV cannot write a video here (tried {', '.join(c[0] for c in choices)}): this build "
+                      "has no video encoder")
+
+
+def run_video(predictor: Predictor, source: Source, outputs: DemoOutputs, max_frames: int = 0,
+              codec: str = "auto") -> Tuple[Summary, Optional[Path], float]:
+    """Annotate a video file or webcam stream into one video under the output folder (the input's fps
+    and size; frames written = frames read). Returns the summary, the video written and its fps.
+    Ctrl-C ends a webcam run cleanly."""
+    if source.kind == "webcam":
+        capture, stem = cv2.VideoCapture(source.camera), f"webcam{source.camera}"
+    else:
+        capture, stem = cv2.VideoCapture(str(source.paths[0])), source.paths[0].stem
+    if not capture.isOpened():
+        what = f"webcam {source.camera}" if source.kind == "webcam" else f"video {source.paths[0]}"
+        raise InvalidInputError(f"cannot open {what} (missing device, corrupt file, or a codec this OpenCV lacks)")
+    claimed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
+    total = claimed if claimed > 0 else 0
+    if max_frames > 0:
+        total = min(total, max_frames) if total > 0 else max_frames
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and fps > 0 else 30.0
+    summary, writer, path = Summary(), None, None
+    bar = tqdm(total=total if total > 0 else None, unit="frame", desc="demo", disable=not sys.stderr.isatty())
+    try:
+        frames = read_frames(capture, total, summary)
+        while True:
+            batch = [item for _, item in zip(range(predictor.batch_size), frames)]
+            if not batch:
+                break
+            images = [frame for _, frame in batch]
+            dets, maps = predictor(images, return_fusion=True) if outputs.fusion else (predictor(images), [])
+            for k, ((index, frame), det) in enumerate(zip(batch, dets)):
+                if writer is None:
+                    writer, path, what = video_writer(Path(stem), fps, (frame.shape[1], frame.shape[0]),
+                                                      outputs.namer, codec)
+                    get_logger("demo").info("writing %s with %s", path, what)
+                writer.write(annotate(frame, det, outputs.names))
+                summary.items += 1
+                summary.written += 1
+                summary.detections += len(det.boxes)
+                if maps and index % outputs.fusion_every == 0:
+                    _write_fusion(outputs.namer.path_for(PurePath(f"{stem}_{index:06d}_fusion.jpg")), frame, maps,
+                                  k, predictor)
+                    summary.fusion_written += 1
+                outputs.record(index, PurePath(f"{stem}_{index:06d}"), det, frame.shape[:2])
+            bar.update(len(batch))
+    except KeyboardInterrupt:
+        tqdm.write("interrupted: closing the video written so far", file=sys.stderr)
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return summary, path, fps
