@@ -328,7 +328,13 @@ def _load_tree(path: Path, stack: Tuple[Path, ...] = ()) -> Tuple[Dict[str, Any]
     tree: Dict[str, Any] = {}
     prov: Dict[str, str] = {}
     for base in bases:
-        base_tree, base_prov = _load_tree(resolved.parent / base, (*stack, resolved))
+        # relative to the file naming it; else a shipped config (a user's file outside the clone may say
+        # _base_: yolov3_asff_coco.yaml, or _base_/models/yolov3_asff.yaml)
+        base_path = resolved.parent / base
+        if not base_path.exists():
+            shipped = resolve_config_path(base)
+            base_path = shipped if shipped.is_file() else base_path
+        base_tree, base_prov = _load_tree(base_path, (*stack, resolved))
         _merge(tree, base_tree, prov, base_prov)
     _merge(tree, data, prov, {key: str(path) for key in _leaf_keys(data)})
     return tree, prov
@@ -623,10 +629,12 @@ def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
     """A config given as a path, or as the name of a shipped config (``yolov3_asff_coco``, with or without
     ``.yaml``); a path that exists wins. Unknown names come back as given (the loader then says so)."""
     given = Path(path)
-    if given.exists() or given.is_absolute():
+    if given.is_file() or given.is_absolute():
         return given
     folder = shipped_configs()
-    for candidate in ((folder / given, folder / f"{given}.yaml") if folder else ()):
+    parts = given.parts[1:] if given.parts[:1] == ("configs",) else given.parts  # "configs/x.yaml" of a clone
+    relative = Path(*parts) if parts else given
+    for candidate in ((folder / relative, folder / f"{relative}.yaml") if folder else ()):
         if candidate.is_file():
             return candidate
     return given

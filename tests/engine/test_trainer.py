@@ -565,3 +565,35 @@ def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
                              env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == saved["epoch"] + 1
+
+
+def test_every_image_of_a_resumed_epoch_reaches_an_optimizer_step(tmp_path, twelve):
+    """Resumed at image 3 with batches of 2 and accumulation 3: 4 batches are left (steps 1-4). Windows keep
+    a straight run's alignment (steps 0-2, 3-5), cut short by the resume point and the epoch's end: steps 1-2
+    and 3-4, and both reach the optimizer (the last one was lost before)."""
+    cfg_path = write_config(tmp_path, twelve, epochs=1, batch_size=3, nominal_batch_size=3)
+    cut = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
+    _stopped_after(cut, 1)
+    resumed = Trainer(load_config(cfg_path, ["train.batch_size=2", "train.nominal_batch_size=6"]), tmp_path / "run",
+                      resume=tmp_path / "run" / "last.pth", progress=False)
+    real_step, steps = resumed.optimizer.step, []
+    resumed.optimizer.step = lambda *a, **k: (steps.append(resumed.images_in_epoch), real_step(*a, **k))[1]
+    resumed.train()
+    assert steps == [5, 9]  # after images 3-6 (steps 1-2), then 7-10 (steps 3-4); recorded before counting
+
+
+def test_run_folder_rules(tmp_path, monkeypatch):
+    from yolo_asff.engine.runs import RunError, holds_run, run_folder
+
+    cfg = load_config(REPO / "configs" / "builtin.yaml")
+    mine = tmp_path / "experiment"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own notes")
+    assert not holds_run(mine)  # a user's folder with a config.yaml is not a run
+    (mine / "last.pth").write_bytes(b"x")
+    monkeypatch.chdir(mine)
+    with pytest.raises(RunError, match="runs inside it"):
+        run_folder(cfg, ".", True, tmp_path / "runs" / "x")
+    monkeypatch.chdir(tmp_path)
+    folder, notes = run_folder(cfg, "experiment", True, tmp_path / "runs" / "x")
+    assert folder == Path("experiment") and not folder.exists() and "moved to" in notes[0]

@@ -227,3 +227,21 @@ def test_the_wheel_in_a_fresh_virtual_environment(trained, tmp_path):
                                cwd=other, env=env, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "COCO bbox (pycocotools)" in evaluated.stdout and not list(other.iterdir())
+
+
+def test_output_names_of_frames_and_dangling_links(tmp_path):
+    from pathlib import PurePath
+
+    from yolo_asff.engine.demo import OutputNamer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "sibling").mkdir()
+    (out / "sub").symlink_to(Path("..") / "sibling", target_is_directory=True)  # a prefix twin: out vs sibling
+    (out / "a.jpg").symlink_to(tmp_path / "sibling" / "evil.jpg")  # dangling: writing would land outside
+    namer = OutputNamer(out)
+    assert namer.path_for(PurePath("labels") / "cam.2024-05-01_000012", ".txt").name == "cam.2024-05-01_000012.txt"
+    assert namer.path_for(PurePath("cam.2024-05-01"), ".webm").name == "cam.2024-05-01.webm"
+    assert namer.path_for(PurePath("cam1/0001.jpg"), ".png") == out / "cam1" / "0001.png"
+    assert namer.path_for(PurePath("a.jpg")) == out / "a_2.jpg"
+    assert namer.path_for(PurePath("sub/deep/b.jpg")) == out / "b.jpg" and not (tmp_path / "sibling" / "deep").exists()

@@ -66,5 +66,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: unknown command '{command}'{hint}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f".{COMMANDS[command][0]}", __name__)
-    sys.argv[0] = f"yolo-asff {command}"  # argparse's usage line
+    sys.argv = [f"yolo-asff {command}", *rest]  # argparse's usage line, and what runs record as the command
     return module.main(rest)

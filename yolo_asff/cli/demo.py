@@ -142,6 +142,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = run_images(predictor, source, outputs)
         if not summary.items:
             raise UserError(f"none of the {len(source.paths)} images could be read")
+        if not summary.written:
+            raise UserError(f"none of the {summary.items} annotated images could be written to {out} (disk full? "
+                            "permissions?)")
         print(f"annotated images: {summary.written} in {out}")
         unit = "images"
     else:

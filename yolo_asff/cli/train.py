@@ -50,6 +50,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _decide(args: argparse.Namespace) -> Tuple[Config, Path, Optional[Path], dict]:
     """The config, run folder, checkpoint to resume (or None) and the changes a resume makes."""
     if args.resume is not None:
+        if args.weights or args.force:
+            raise UserError(f"{'--weights' if args.weights else '--force'} cannot be combined with --resume: a resumed "
+                            "run continues from its own checkpoint (start a new run to use them)")
+        if args.resume and args.out and Path(args.resume).resolve() not in (Path(args.out).resolve(),
+                                                                            Path(args.out).resolve() / "last.pth"):
+            raise UserError(f"--resume {args.resume} and --out {args.out} name different runs: a resumed run stays "
+                            "in its folder (leave out --out)")
         default = default_out_dir(load_config(args.config, args.opts)) if args.config and args.out is None else None
         checkpoint = resume_checkpoint(args.resume, args.out, default)
         cfg, changes = resumed_config(checkpoint, args.config, args.opts)

@@ -166,6 +166,14 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         """Batches of a whole epoch (those already done when resuming included)."""
         return self.epoch_batches()
 
+    def batches_left(self) -> int:
+        """Batches this epoch yields from the position :meth:`set_epoch` set (the same on every process)."""
+        if isinstance(self.sampler, EpochOrder):
+            left = self.sampler.size - self.sampler.start
+            return left // self.global_batch if self.drop_last or self.sampler.world > 1 else \
+                -(-left // self.global_batch)
+        return max(0, self.epoch_batches() - self.start_batch)
+
     def size_at(self, iteration: int) -> Size:
         """The input size of global iteration ``iteration`` (counted from the start of the run)."""
         if len(self.sizes) == 1 or self.epoch >= self.epochs - self.fixed_size_epochs:
@@ -202,11 +210,6 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
 
     def _iter_order(self) -> Iterator[List[SampleRequest]]:
         """Batches from the position set by :meth:`set_epoch`, the same number on every process."""
-        order = self.sampler
-        left = (order.size - order.start) // self.global_batch if self.drop_last else \
-            -(-(order.size - order.start) // self.global_batch)
-        mine = list(order)
-        for k in range(left):
-            batch = mine[k * self.batch_size:(k + 1) * self.batch_size]
-            if batch:
-                yield self._requests(batch, self.start_batch + k)
+        mine = list(self.sampler)
+        for k in range(self.batches_left()):  # whole global batches under torch.distributed: no rank runs short
+            yield self._requests(mine[k * self.batch_size:(k + 1) * self.batch_size], self.start_batch + k)

@@ -126,19 +126,28 @@ class OutputNamer:
             return PurePath(path.name)
         return PurePath(os.path.relpath(os.path.abspath(path), os.path.abspath(base)))
 
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` (made or not) lies in OUT once symbolic links are followed: its deepest existing
+        ancestor does (what is made below it is made there)."""
+        existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+        real = os.path.realpath(existing) if existing is not None else ""
+        return bool(real) and os.path.commonpath([real, str(self.real_out)]) == str(self.real_out)
+
     def path_for(self, rel: PurePath, suffix: Optional[str] = None) -> Path:
-        """A fresh path ``OUT/rel`` (with ``suffix`` replacing the extension), folders made."""
+        """A fresh path ``OUT/rel``, its folders made: ``suffix`` replaces a picture's or video's extension
+        and is appended to any other name (``cam.2024-05-01_000012`` + ``.txt``)."""
         parts = ["__" if p == ".." else p for p in rel.parts if p not in ("", ".", rel.anchor)] or ["output"]
         target = self.out.joinpath(*parts)
         if suffix is not None:
-            target = target.with_suffix(suffix)
-        make_dir(target.parent)
-        if not os.path.realpath(target.parent).startswith(str(self.real_out)):
+            known = is_image_name(target.name) or target.suffix.lower() in VIDEO_EXTENSIONS
+            target = target.with_suffix(suffix) if known else target.with_name(target.name + suffix)
+        if not self._inside(target.parent):
             target = self.out / target.name  # a symbolic link in OUT points elsewhere: stay inside
-        stem, n = target.stem, 1
-        while target in self.taken or target.exists():
+        make_dir(target.parent)
+        stem, suffix_of, n = target.stem, target.suffix, 1
+        while target in self.taken or os.path.lexists(target):  # a dangling link is taken too
             n += 1
-            target = target.with_name(f"{stem}_{n}{target.suffix}")
+            target = target.with_name(f"{stem}_{n}{suffix_of}")
         self.taken.add(target)
         return target
 
@@ -189,10 +198,9 @@ def annotate(image: np.ndarray, det: Detections, names: Sequence[str]) -> np.nda
     return draw_boxes(image, det.boxes.numpy(), det.labels.numpy(), names, det.scores.numpy())
 
 
-def _write_fusion(path: Path, image: np.ndarray, maps: List[torch.Tensor], index: int, predictor: Predictor) -> None:
+def _write_fusion(path: Path, image: np.ndarray, maps: List[torch.Tensor], index: int, predictor: Predictor) -> bool:
     figure = fusion_figure(image, [m[index] for m in maps], predictor.input_size, predictor.keep_ratio)
-    if not cv2.imwrite(str(path), figure):
-        raise OutputError(f"cannot write {path}")
+    return bool(cv2.imwrite(str(path), figure))
 
 
 def _picture_suffix(path: Path) -> str:
@@ -228,14 +236,13 @@ def run_images(predictor: Predictor, source: Source, outputs: DemoOutputs) -> Su
                 rel = outputs.namer.relative(path, source.base)
                 target = outputs.namer.path_for(rel, _picture_suffix(path))
                 summary.items += 1
-                summary.detections += len(det.boxes)
-                if cv2.imwrite(str(target), annotate(image, det, outputs.names)):
-                    summary.written += 1
-                else:
+                if not cv2.imwrite(str(target), annotate(image, det, outputs.names)):
                     summary.skipped.append(f"{path.name} (not written)")
-                if maps:
-                    _write_fusion(outputs.namer.path_for(rel.with_name(f"{rel.stem}_fusion.jpg")), image, maps, k,
-                                  predictor)
+                    continue
+                summary.written += 1
+                summary.detections += len(det.boxes)
+                if maps and _write_fusion(outputs.namer.path_for(rel.with_name(f"{rel.stem}_fusion.jpg")), image,
+                                          maps, k, predictor):
                     summary.fusion_written += 1
                 outputs.record(rel.as_posix(), rel, det, image.shape[:2])
         bar.update(min(predictor.batch_size, len(source.paths) - start))
@@ -275,7 +282,7 @@ def video_writer(stem_path: Path, fps: float, size: Tuple[int, int], namer: Outp
     """
     choices = [c for c in CODECS if codec == "auto" or c[0].lower().startswith(codec.lower()[:3])]
     for fourcc, suffix, what in choices:
-        path = namer.path_for(PurePath(stem_path.name), suffix)
+        path = namer.path_for(PurePath(stem_path.name), suffix)  # "cam.2024-05-01" + ".webm"
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # FFmpeg's notes on fourcc tags
         try:
@@ -327,9 +334,8 @@ def run_video(predictor: Predictor, source: Source, outputs: DemoOutputs, max_fr
                 summary.items += 1
                 summary.written += 1
                 summary.detections += len(det.boxes)
-                if maps and index % outputs.fusion_every == 0:
-                    _write_fusion(outputs.namer.path_for(PurePath(f"{stem}_{index:06d}_fusion.jpg")), frame, maps,
-                                  k, predictor)
+                if maps and index % outputs.fusion_every == 0 and _write_fusion(
+                        outputs.namer.path_for(PurePath(f"{stem}_{index:06d}_fusion.jpg")), frame, maps, k, predictor):
                     summary.fusion_written += 1
                 outputs.record(index, PurePath(f"{stem}_{index:06d}"), det, frame.shape[:2])
             bar.update(len(batch))

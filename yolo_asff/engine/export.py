@@ -236,6 +236,11 @@ def export_onnx(
     """
     h, w = _check_size(size)
     opset = resolve_opset(model, opset)
+    if metadata:
+        try:  # before the file is written: never a file without the metadata asked for
+            import onnx  # noqa: F401
+        except ImportError as exc:
+            raise ExportError(f"writing the metadata needs the onnx package: {INSTALL_HINT}") from exc
     if batch < 1:
         raise ExportError(f"batch must be at least 1, got {batch}")
     device = torch.device(device)

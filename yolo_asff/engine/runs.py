@@ -34,8 +34,14 @@ PathLike = Union[str, os.PathLike]
 # data is loaded; the batch geometry (the position is kept in images, see Trainer); where it runs.
 SAFE_ON_RESUME = (
     "train.epochs", "train.eval_interval", "train.save_interval", "runtime.log_interval", "runtime.threads",
-    "runtime.device", "runtime.output_dir", "runtime.name", "data.num_workers", "train.batch_size",
-    "train.nominal_batch_size", "test.batch_size",
+    "runtime.device", "runtime.deterministic", "data.num_workers", "train.batch_size", "train.nominal_batch_size",
+    # where the data is (moved to another disk, or grown: the position keeps its fraction of the epoch)
+    "data.root", "data.train.ann_file", "data.train.img_dir", "data.val.ann_file", "data.val.img_dir",
+    "data.yolo_file", "data.train.splits", "data.val.splits",
+    # evaluation only
+    "test.batch_size", "test.img_size", "test.conf_thresh", "test.nms_thresh", "test.max_det",
+    # naming only (a resumed run stays in its folder)
+    "runtime.output_dir", "runtime.name",
 )
 
 
@@ -44,8 +50,9 @@ class RunError(YoloAsffError, RuntimeError):
 
 
 def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run of ours (a checkpoint or a config.yaml)."""
-    return (folder / "last.pth").exists() or (folder / "config.yaml").exists()
+    """Whether ``folder`` holds a run of ours: a checkpoint, or the config and log a run starts with (a
+    folder of the user's holding just a config.yaml is not one)."""
+    return (folder / "last.pth").exists() or ((folder / "config.yaml").exists() and (folder / "train.log").exists())
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -126,9 +133,17 @@ def run_folder(cfg: Config, out: Optional[PathLike], force: bool, default: Path)
         if not force:
             raise RunError(f"{folder} already holds a run. Continue it with --resume {folder}, start afresh there "
                            "with --force (the old run is moved aside), or choose another folder with --out")
+        real = folder.resolve()
+        if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+            raise RunError(f"--force would move {folder} aside, and this command runs inside it: run it from "
+                           "another folder, or choose another --out")
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        aside = numbered_folder(folder.with_name(f"{folder.name}.replaced-{stamp}"))
-        folder.rename(aside)
+        aside = numbered_folder(real.with_name(f"{real.name}.replaced-{stamp}"))
+        try:
+            real.rename(aside)
+        except OSError as exc:
+            raise RunError(f"--force: cannot move the old run {folder} aside to {aside}: {exc.strerror or exc}") \
+                from exc
         notes.append(f"--force: the old run in {folder} was moved to {aside} (nothing deleted)")
     return folder, notes
 
@@ -141,7 +156,7 @@ def record_resume(folder: Path, checkpoint: Path, changes: Mapping[str, Tuple], 
         entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     entries.append({
         "time": datetime.datetime.now().isoformat(timespec="seconds"), "checkpoint": str(checkpoint),
-        "position": position, "command": shlex.join(sys.argv),
+        "position": position, "command": " ".join([sys.argv[0], *map(shlex.quote, sys.argv[1:])]),
         "changed": {k: {"was": a, "now": b} for k, (a, b) in changes.items()},
     })
     text = yaml.safe_dump(entries, sort_keys=False, allow_unicode=True)

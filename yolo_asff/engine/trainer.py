@@ -77,7 +77,9 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # A run resumed on a machine that sees fewer GPUs: the states of the devices it has.
+        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 class _Stop(Exception):
@@ -126,8 +128,8 @@ class Trainer:
         self.global_batch = t.batch_size * self.world  # images per batch over all processes
         if self.epoch_len == 0:
             raise TrainingError(
-                f"the training set has {len(self.train_set)} images per process, fewer than train.batch_size="
-                f"{t.batch_size}: lower train.batch_size"
+                f"the training set has {len(self.train_set)} images, fewer than one step takes (train.batch_size="
+                f"{t.batch_size} x {self.world} process(es)): lower train.batch_size"
             )
         model.to(self.device)
         if self.device.type == "cuda":
@@ -261,14 +263,22 @@ class Trainer:
         before = dict(extra.get("geometry") or {})
         if "images_in_epoch" in extra:
             images = int(extra["images_in_epoch"])
-        else:  # a checkpoint of an earlier version: batches of one process
+        else:  # a checkpoint of an earlier version: batches of each process
             saved_batch = int(((checkpoint.get("config") or {}).get("train") or {}).get("batch_size", 0) or
                               self.cfg.train.batch_size)
-            images = int(extra.get("batch_in_epoch", 0)) * saved_batch
+            processes = max(1, len(extra.get("rng_per_rank") or [None]))
+            images = int(extra.get("batch_in_epoch", 0)) * saved_batch * processes
         now = self._geometry()
         changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
         if changed:
             self.monitor.warning("resuming with %s", ", ".join(f"{k} {b} (was {a})" for k, (a, b) in changed.items()))
+            old_total = before.get("batch_size", 0) * before.get("processes", 1) * before.get("accumulation", 1)
+            new_total = now["batch_size"] * now["processes"] * now["accumulation"]
+            if old_total and old_total != new_total:
+                self.monitor.warning(
+                    "%d images per optimizer step now, %d before: the learning rate is scaled by %.3g (train.lr is "
+                    "given for train.ref_batch_size images); keep train.nominal_batch_size to keep the step size",
+                    new_total, old_total, new_total / old_total)
         old_size = int(before.get("dataset_size", self.dataset_size))
         if images and old_size != self.dataset_size:
             images = round(images * self.dataset_size / old_size)
@@ -310,6 +320,7 @@ class Trainer:
         batches = self.loader.batch_sampler
         batches.set_epoch(self.epoch, start_image=self.images_in_epoch)
         first = batches.start_batch  # the step a resumed epoch continues at
+        last = first + batches.batches_left()  # after a change of geometry an epoch can end before step n
         self._set_dropblock(self.epoch)
         self.ddp.train()
         self.monitor.start_epoch(self.epoch, t.epochs, n, first)
@@ -322,7 +333,7 @@ class Trainer:
             # The accumulation window of this batch: whole windows of train.nominal_batch_size, cut short at the
             # epoch's end or where a resumed epoch starts; the loss is divided by the window's real length.
             window_start = max(first, batch_index - batch_index % self.accumulate)
-            window_end = min(batch_index - batch_index % self.accumulate + self.accumulate, n)
+            window_end = min(batch_index - batch_index % self.accumulate + self.accumulate, last)
             stop = self._stop_agreed or (self.world == 1 and self._stop_requested)
             if stop and batch_index == window_start:
                 raise _Stop()  # at a step boundary: the checkpoint holds whole steps only
@@ -357,10 +368,12 @@ class Trainer:
                         "or turn off mixed precision with train.amp=false"
                     )
             if step_now:
-                if t.grad_clip is not None:
+                if t.grad_clip is not None and finite:
                     self.scaler.unscale_(self.optimizer)
                     nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                if any(p.grad is not None for g in self.optimizer.param_groups for p in g["params"]):
+                # A skipped last batch (not finite) would leave each process with its own unsynchronised
+                # gradients under DDP: the window's step is skipped with it, on every rank alike.
+                if finite and any(p.grad is not None for g in self.optimizer.param_groups for p in g["params"]):
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     if self.ema is not None:
@@ -388,6 +401,16 @@ class Trainer:
         self.train_time += time.perf_counter() - epoch_start
         self.train_images += epoch_images
         self.images_in_epoch = 0
+
+    def _stop_after_epoch(self) -> bool:
+        """Whether any process was asked to stop by the end of the epoch (one all-reduce under DDP, so that
+        every rank saves and leaves together instead of some starting the next epoch)."""
+        if self.world == 1:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self._stop_agreed = self._stop_agreed or bool(flag.item())
+        return self._stop_agreed
 
     def _agree(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank; also spreads a stop request to every rank.
@@ -520,13 +543,14 @@ class Trainer:
                     raise KeyboardInterrupt from None
                 self.epoch += 1  # from here on, self.epoch counts completed epochs
                 evaluate = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
-                if evaluate or self.epoch % t.save_interval == 0 or self._stop_requested:
+                stop = self._stop_after_epoch()
+                if evaluate or self.epoch % t.save_interval == 0 or stop:
                     # Before evaluating, so that an evaluation that fails or is killed never costs the epoch.
                     self._eval_pending = evaluate
                     self._save("last.pth")
                 if evaluate:
                     self._evaluate_and_save()
-                if self._stop_requested and self.epoch < t.epochs:
+                if stop and self.epoch < t.epochs:
                     self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch)
                     raise KeyboardInterrupt
