@@ -44,7 +44,8 @@ def trained(tmp_path_factory):
     data = generate_builtin(root / "data", train=2, val=3, seed=1)
     cfg = load_config("builtin", [f"data.root={data}", *SMALL])
     model = _confident(build_model(cfg))
-    save_checkpoint(root / "best.pth", model, ema=model, config=cfg.to_dict(), class_names=list(CLASSES))
+    save_checkpoint(root / "best.pth", model, ema=model, config=cfg.to_dict(), class_names=list(CLASSES),
+                    category_ids=list(range(1, 7)))
     other = build_model(load_config("builtin", [f"data.root={data}", *SMALL, "model.num_classes=3"]))
     save_checkpoint(root / "three.pth", other, config=load_config("builtin", [*SMALL, "model.num_classes=3"]).to_dict())
     return root, data, cfg
@@ -112,7 +113,8 @@ def test_demo_outputs_mirror_folders_and_never_overwrite(trained, capsys, tmp_pa
     first = next(r for r in results if r["image_id"] == "cam1/0001.jpg")
     cls, cx, cy, w, h, score = (float(v) for v in lines[0].split())
     x, y, bw, bh = first["bbox"]
-    assert int(cls) == first["category_id"] and score == pytest.approx(first["score"], abs=1e-4)
+    assert int(cls) + 1 == first["category_id"]  # the dataset's own id (1-6), as the checkpoint records it
+    assert first["category_name"] == CLASSES[int(cls)] and score == pytest.approx(first["score"], abs=1e-4)
     np.testing.assert_allclose([cx * photo.shape[1], cy * photo.shape[0]], [x + bw / 2, y + bh / 2], atol=0.1)
     # run again into the same folder: a numbered one, nothing replaced
     assert demo.main(["--weights", str(root / "best.pth"), "--source", str(tmp_path / "in" / "cam1"),
@@ -245,3 +247,16 @@ def test_output_names_of_frames_and_dangling_links(tmp_path):
     assert namer.path_for(PurePath("cam1/0001.jpg"), ".png") == out / "cam1" / "0001.png"
     assert namer.path_for(PurePath("a.jpg")) == out / "a_2.jpg"
     assert namer.path_for(PurePath("sub/deep/b.jpg")) == out / "b.jpg" and not (tmp_path / "sibling" / "deep").exists()
+
+
+def test_a_relative_data_root_means_where_the_run_was_trained(trained, tmp_path, monkeypatch, capsys):
+    root, data, cfg = trained
+    relative = load_config("builtin", [f"data.root={data.name}", "data.builtin=false", *SMALL])
+    model = build_model(relative)
+    save_checkpoint(tmp_path / "rel.pth", model, ema=model, config=relative.to_dict(),
+                    extra={"workdir": str(data.parent)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert evaluate.main(["--weights", str(tmp_path / "rel.pth")]) == 0
+    assert f"data.root: {data}" in capsys.readouterr().out and not list(elsewhere.iterdir())

@@ -125,7 +125,7 @@ def bench_model(args: argparse.Namespace) -> dict:
             ("peak memory", _memory(r["peak_memory_mb"])),
             ("last loss", f"{r['last_loss']['total']:.3f}" + ("" if r["loss_finite"] else " (NOT FINITE)")),
         ]
-    print(format_table(f"{args.what} benchmark: {args.config}", rows))
+    print(format_table(f"{args.what} benchmark: {args.config or weights}", rows))
     return {"env": env, "settings": settings, **record}
 
 

@@ -48,9 +48,9 @@ def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
         f"{found} for model.num_classes={count}; labels show 'class N' (set data.class_names to name them)")
 
 
-def build_predictor(args: argparse.Namespace) -> Tuple[Predictor, Config, List[str], bool]:
+def build_predictor(args: argparse.Namespace) -> Tuple[Predictor, Config, List[str], bool, Optional[List[int]]]:
     """The model with its weights on the chosen device, wrapped in a Predictor; its config, class names,
-    and whether it has ASFF fusion."""
+    whether it has ASFF fusion, and the dataset's category ids (where the checkpoint has them)."""
     ready = model_for_weights(args.weights, args.config, args.opts)
     cfg, model = ready.cfg, ready.model
     if ready.weights is not None:
@@ -83,7 +83,7 @@ def build_predictor(args: argparse.Namespace) -> Tuple[Predictor, Config, List[s
         names, note = class_names_for(cfg)
         if note:
             print(f"note: {note}")
-    return predictor, cfg, names, getattr(model, "fusion", None) is not None
+    return predictor, cfg, names, getattr(model, "fusion", None) is not None, ready.category_ids
 
 
 def output_folder(args: argparse.Namespace, source: Source) -> Path:
@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--fusion-every must be at least 1, got {args.fusion_every}")
     source = resolve_source(args.source)
     check_writable(args.out, "--out folder", folder=True)
-    predictor, cfg, names, has_fusion = build_predictor(args)
+    predictor, cfg, names, has_fusion, category_ids = build_predictor(args)
     fusion = args.fusion_maps
     if fusion and not has_fusion:
         print(f"note: {cfg.model.arch} (model.fusion={cfg.model.fusion}) has no ASFF fusion: no fusion maps written")
@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"model: {cfg.model.arch}, {cfg.model.num_classes} classes, input {size}, "
           f"{'letterbox' if predictor.keep_ratio else 'stretch'}, {predictor.device}, "
           f"{'fp16' if predictor.half else 'fp32'}, conf {args.conf}, nms {args.nms}")
-    outputs = DemoOutputs(out, names, fusion, args.fusion_every, args.save_txt, args.save_json)
+    outputs = DemoOutputs(out, names, fusion, args.fusion_every, args.save_txt, args.save_json, category_ids)
     if source.kind == "images":
         summary = run_images(predictor, source, outputs)
         if not summary.items:

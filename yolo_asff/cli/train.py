@@ -15,6 +15,7 @@ change is recorded in ``resumes.yaml``. ``--weights`` starts from a checkpoint o
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -89,18 +90,27 @@ def _new_run_folder(cfg: Config, args: argparse.Namespace, default: Path) -> Pat
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
+    trainer, out = None, None
     try:
         cfg, out, checkpoint, changes = _decide(args)  # reads files only: every rank decides the same
         dist.init_distributed(cfg.runtime.device)
+        if not dist.is_main_process():
+            get_logger().setLevel(logging.WARNING)  # rank 0 tells; the others speak up only about problems
         if checkpoint is None:
             out = _new_run_folder(cfg, args, out)
         trainer = Trainer(cfg, out, resume=checkpoint, weights=args.weights,
                           progress=False if args.no_progress else None)
         if checkpoint is not None and dist.is_main_process():
+            if changes:
+                get_logger("train").warning("resumed with changed settings: %s", ", ".join(
+                    f"{k} {b!r} (was {a!r})" for k, (a, b) in changes.items()))
             record_resume(out, checkpoint, changes, f"epoch {trainer.epoch + 1}, image {trainer.images_in_epoch}")
         trainer.train()
         return 0
     except KeyboardInterrupt:
-        raise KeyboardInterrupt("interrupted: the last checkpoint was saved; continue with --resume") from None
+        if trainer is not None and trainer.saved_on_stop:
+            raise KeyboardInterrupt(f"interrupted: saved; continue with --resume {out}") from None
+        raise KeyboardInterrupt(f"stopped at once, without saving: --resume {out} continues from the last checkpoint "
+                                "saved, if there is one") from None
     finally:
         dist.cleanup()

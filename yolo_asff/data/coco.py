@@ -100,8 +100,8 @@ def _example(entry: Any) -> str:
 def _read_json(ann_file: Path) -> dict:
     if not ann_file.is_file():
         raise DatasetError(
-            f"COCO annotation file not found: {ann_file}. Set data.train.ann_file / data.val.ann_file "
-            "(relative paths start at data.root)."
+            f"COCO annotation file not found: {ann_file} (looked for {ann_file.absolute()}). Set data.root, or "
+            "data.train.ann_file / data.val.ann_file (relative paths start at data.root)."
         )
     try:
         # json.loads on bytes detects UTF-8 (with or without a byte-order mark), UTF-16 and UTF-32.

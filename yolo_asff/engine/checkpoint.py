@@ -4,7 +4,8 @@ A checkpoint is a dict saved with ``torch.save``::
 
     {"format": "yolo_asff", "version": 1, "model": state_dict,
      "ema": state_dict | None, "optimizer": ..., "scheduler": ..., "scaler": ...,
-     "epoch": int, "iteration": int, "config": dict | None, "class_names": [str] | None, "extra": dict}
+     "epoch": int, "iteration": int, "config": dict | None, "class_names": [str] | None,
+     "category_ids": [int] | None, "extra": dict}
 
 ``config`` (the resolved config) and ``class_names`` make a checkpoint self-contained: the tools
 build its model, read its input size and normalisation, and name its classes from it alone.
@@ -20,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -141,6 +142,7 @@ def save_checkpoint(
     config: Optional[Mapping[str, Any]] = None,
     extra: Optional[Mapping[str, Any]] = None,
     class_names: Optional[List[str]] = None,
+    category_ids: Optional[List[int]] = None,
 ) -> None:
     """Save a checkpoint atomically (see the module docstring for the layout)."""
     checkpoint = {
@@ -155,6 +157,7 @@ def save_checkpoint(
         "iteration": int(iteration),
         "config": dict(config) if config is not None else None,
         "class_names": list(class_names) if class_names is not None else None,
+        "category_ids": [int(i) for i in category_ids] if category_ids is not None else None,
         "extra": dict(extra or {}),
     }
     atomic_torch_save(checkpoint, path)
@@ -252,6 +255,7 @@ class WeightsLoad:
     darknet_layers: int = 0  # Darknet files: layers loaded
     hint: str = ""  # what to do when the weights do not fit the model
     config: Optional[Dict[str, Any]] = None  # the checkpoint's own config (yolo-asff checkpoints)
+    state_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # of a file without a config
     class_names: Optional[List[str]] = None  # the checkpoint's class names (yolo-asff checkpoints)
 
     def summary(self) -> str:
@@ -313,10 +317,19 @@ def load_weights_file(
                              report=load_model_weights(model, {"model": converted.state_dict}))
     else:
         loaded = WeightsLoad(key, report=load_model_weights(model, checkpoint, key=key), config=saved,
-                             class_names=names)
+                             class_names=names, state_shapes={} if saved else {k: tuple(v.shape) for k, v in
+                                                                              state.items() if "head" in k})
     if strict and loaded.report.unloaded:
         raise WeightsMismatchError(_mismatch_message(path, loaded, model_cfg))
     return loaded
+
+
+def _guess(shapes: Mapping[str, Tuple[int, ...]]) -> str:
+    """What a state_dict without a config holds, as far as its output convs tell (3 anchors per cell)."""
+    outputs = [s[0] for k, s in shapes.items() if re.fullmatch(r"head\.convs\.\d+\.bias", k)]
+    if outputs and len(set(outputs)) == 1 and outputs[0] % 3 == 0 and outputs[0] // 3 > 5:
+        return f"no config, but output convs for {outputs[0] // 3 - 5} classes"
+    return "no config"
 
 
 def _mismatch_message(path: PathLike, loaded: WeightsLoad, model_cfg: Optional[Mapping[str, Any]]) -> str:
@@ -324,7 +337,7 @@ def _mismatch_message(path: PathLike, loaded: WeightsLoad, model_cfg: Optional[M
     unloaded = report.unloaded
     total = len(report.loaded) + len(unloaded)
     holds = describe_model(loaded.config.get("model")) if loaded.config else (loaded.source if loaded.hint else
-                                                                               "no config")
+                                                                               _guess(loaded.state_shapes))
     wants = describe_model(model_cfg) if model_cfg is not None else "this model"
     advice = loaded.hint or ("Leave out --config to use the checkpoint's own, or pass the config it was trained "
                              "with" if loaded.config else "Pass the config it was trained with")

@@ -16,6 +16,7 @@ What it writes, and the rules it keeps:
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -88,8 +89,8 @@ def resolve_source(text: str) -> Source:
         InvalidInputError: a missing path, an unknown file type, or no pictures.
     """
     path = Path(text)
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+    if path.is_dir():  # its sub-folders too: outputs mirror them
+        paths = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
         if not paths:
             raise InvalidInputError(f"no images ({' '.join(IMAGE_EXTENSIONS[:8])} ...) in folder {path}")
         return Source("images", paths, base=path)
@@ -162,6 +163,7 @@ class DemoOutputs:
     fusion_every: int = 30
     save_txt: bool = False
     save_json: bool = False
+    category_ids: Optional[Sequence[int]] = None  # the dataset's id of each class (COCO's gapped ones); else indices
     namer: OutputNamer = field(init=False)
     results: List[Dict[str, Any]] = field(default_factory=list)
 
@@ -180,7 +182,8 @@ class DemoOutputs:
         if self.save_json:
             for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
                 x1, y1, x2, y2 = box
-                self.results.append({"image_id": image_id, "category_id": int(label),
+                category = int(self.category_ids[int(label)]) if self.category_ids else int(label)
+                self.results.append({"image_id": image_id, "category_id": category,
                                      "category_name": self.names[int(label)], "bbox": [round(x1, 2), round(y1, 2),
                                      round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(score, 5)})
 
@@ -271,6 +274,24 @@ def read_frames(capture: cv2.VideoCapture, total: int, summary: Summary) -> Iter
         index += 1
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence what C libraries print to the process's stderr (file descriptor 2) for a moment."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an IDE, a service): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def video_writer(stem_path: Path, fps: float, size: Tuple[int, int], namer: OutputNamer,
                  codec: str = "auto") -> Tuple[cv2.VideoWriter, Path, str]:
     """An open writer for ``stem_path`` + the codec's extension: VP8 WebM where this OpenCV encodes it
@@ -283,12 +304,8 @@ def video_writer(stem_path: Path, fps: float, size: Tuple[int, int], namer: Outp
     choices = [c for c in CODECS if codec == "auto" or c[0].lower().startswith(codec.lower()[:3])]
     for fourcc, suffix, what in choices:
         path = namer.path_for(PurePath(stem_path.name), suffix)  # "cam.2024-05-01" + ".webm"
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # FFmpeg's notes on fourcc tags
-        try:
+        with _quiet_stderr():  # FFmpeg's note that WebM takes no fourcc tag (it then picks the codec itself)
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        finally:
-            cv2.utils.logging.setLogLevel(level)
         if writer.isOpened():
             return writer, path, what
         namer.taken.discard(path)
@@ -331,13 +348,12 @@ def run_video(predictor: Predictor, source: Source, outputs: DemoOutputs, max_fr
                                                       outputs.namer, codec)
                     get_logger("demo").info("writing %s with %s", path, what)
                 writer.write(annotate(frame, det, outputs.names))
-                summary.items += 1
-                summary.written += 1
+                summary.items, summary.written = summary.items + 1, summary.written + 1
+                outputs.record(index, PurePath(f"{stem}_{index:06d}"), det, frame.shape[:2])
                 summary.detections += len(det.boxes)
                 if maps and index % outputs.fusion_every == 0 and _write_fusion(
                         outputs.namer.path_for(PurePath(f"{stem}_{index:06d}_fusion.jpg")), frame, maps, k, predictor):
                     summary.fusion_written += 1
-                outputs.record(index, PurePath(f"{stem}_{index:06d}"), det, frame.shape[:2])
             bar.update(len(batch))
     except KeyboardInterrupt:
         tqdm.write("interrupted: closing the video written so far", file=sys.stderr)

@@ -348,8 +348,8 @@ class CheckReport:
         """One line: verdict, shapes, errors and any notes."""
         verdict = "OK" if self.ok else "MISMATCH"
         head = f"{verdict}: onnxruntime vs PyTorch at batch {self.batch}, {self.size[0]}x{self.size[1]}"
-        detail = (f"box error {self.box_error:.1e} of the input size ({self.box_error_px:.1e} px), "
-                  f"probability/score error {self.prob_error:.1e}")
+        detail = (f"box error {self.box_error:.1e} relative to the larger of the input side and the coordinate "
+                  f"({self.box_error_px:.1e} px), probability/score error {self.prob_error:.1e}")
         if self.detections >= 0:
             detail += f", {self.detections} detections (PyTorch postprocess: {self.reference_detections})"
         return "; ".join([head, detail, *self.messages])
@@ -412,8 +412,13 @@ def check_onnx(
     seed: int = 0,
     box_tol: Optional[float] = None,
     prob_tol: Optional[float] = None,
+    images: Optional[Tensor] = None,
 ) -> CheckReport:
-    """Run the exported graph with onnxruntime (CPU) on a random input and compare with PyTorch.
+    """Run the exported graph with onnxruntime (CPU) on an input and compare with PyTorch.
+
+    ``images`` ``(batch, 3, H, W)``: the input, normalised as the model expects (a real picture is
+    the telling test: on noise an undertrained model predicts boxes far outside any image, where
+    float32 rounding alone makes the two runtimes differ); default: random noise from ``seed``.
 
     Without NMS the decoded predictions must agree: box coordinates within ``box_tol``
     (default 1e-4) of the larger of the input side and the coordinate (0.06 px for a box
@@ -436,8 +441,8 @@ def check_onnx(
     tol_scale = 100.0 if half else 1.0
     box_tol = box_tol if box_tol is not None else 1e-4 * tol_scale
     prob_tol = prob_tol if prob_tol is not None else 1e-4 * tol_scale
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 3, h, w, generator=generator)
+    if images is None:
+        images = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
     session = _inference_session(ort, path)
     feed = images.numpy().astype(np.float16 if half else np.float32)
     onnx_out = session.run(None, {session.get_inputs()[0].name: feed})
@@ -452,7 +457,14 @@ def check_onnx(
             report.messages.append(f"shape {pred.shape} != PyTorch {ref.shape}")
             return report
         scaled, px = _box_errors(pred[..., :4], ref[..., :4], side)
-        report.box_error, report.box_error_px = float(scaled.max()), float(px.max())
+        # Boxes 100 input sides away (an undertrained model's, exp() of large logits) are no detection any
+        # image could hold; there float32 rounding of exp alone separates the runtimes. Said, not compared.
+        sane = np.abs(ref[..., :4]).max(-1) <= 100 * side
+        if not sane.all():
+            report.messages.append(f"{int((~sane).sum())} predictions with boxes beyond 100x the input side not "
+                                   "compared (an undertrained model's)")
+        scaled, px = np.where(sane, scaled, 0.0), np.where(sane, px, 0.0)
+        report.box_error, report.box_error_px = float(scaled.max(initial=0.0)), float(px.max(initial=0.0))
         report.prob_error = float(np.abs(pred[..., 4:] - ref[..., 4:]).max(initial=0.0))
         report.ok = report.box_error <= box_tol and report.prob_error <= prob_tol
         return report
@@ -473,18 +485,29 @@ def check_onnx(
     if not grouped:
         report.messages.append("detections not grouped by image in descending score order")
     # Equal scores may come out in either order: match each ONNX detection to an unused
-    # PyTorch one of the same image and label, the nearest box.
+    # PyTorch one of the same image and label, the nearest box. Where an image was cut at max_det,
+    # detections tied with its lowest kept score may differ between the two (either may be kept):
+    # they are matched last and not held to the tolerance.
+    lowest = {i: scores[index == i].min() for i in range(batch) if (index == i).sum() >= max_det}
+    tied = np.array([int(index[k]) in lowest and scores[k] <= lowest[int(index[k])] + prob_tol
+                     for k in range(len(scores))], bool)
     used = np.zeros(len(ref_scores), bool)
-    for k in range(len(scores)):
+    for k in [*np.flatnonzero(~tied), *np.flatnonzero(tied)]:
         candidates = np.flatnonzero(~used & (ref_index == index[k]) & (ref_labels == labels[k]))
+        if tied[k] and not len(candidates):
+            continue
         if not len(candidates):
             report.messages.append(f"detection {k} (image {index[k]}, class {labels[k]}) has no PyTorch match")
             return report
         scaled, px = _box_errors(boxes[k][None], ref_boxes[candidates], side)
+        if tied[k] and scaled.min() > box_tol:
+            continue
         j = candidates[scaled.argmin()]
         used[j] = True
         report.box_error = max(report.box_error, float(scaled.min()))
         report.box_error_px = max(report.box_error_px, float(px[scaled.argmin()]))
         report.prob_error = max(report.prob_error, float(abs(ref_scores[j] - scores[k])))
+    if tied.any():
+        report.messages.append(f"{int(tied.sum())} detection(s) tied at the max_det cut-off (either may be kept)")
     report.ok = grouped and report.box_error <= box_tol and report.prob_error <= prob_tol
     return report

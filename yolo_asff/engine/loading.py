@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from torch import nn
@@ -37,6 +38,7 @@ class LoadedModel:
     weights: Optional[WeightsLoad]
     class_names: Optional[List[str]]
     notes: List[str] = field(default_factory=list)
+    category_ids: Optional[List[int]] = None  # the dataset's own category id of each class, where known
 
 
 def opts_keys(opts: Sequence[str]) -> List[str]:
@@ -89,17 +91,20 @@ def model_for_weights(
         CheckpointError: the weights are missing, unreadable or do not fit.
     """
     given = load_config(config, opts) if config is not None else None  # a wrong config is found first
-    saved, names, checkpoint = None, None, None
+    saved, names, checkpoint, category_ids, workdir = None, None, None, None, None
     if weights is not None and not is_darknet_file(weights):
         checkpoint = load_checkpoint(weights)
         saved = checkpoint.get("config") if isinstance(checkpoint.get("config"), Mapping) else None
         names = checkpoint.get("class_names") if isinstance(checkpoint.get("class_names"), list) else None
+        category_ids = checkpoint.get("category_ids") if isinstance(checkpoint.get("category_ids"), list) else None
+        workdir = (checkpoint.get("extra") or {}).get("workdir")
     notes: List[str] = []
     if config is None:
         if saved is None:
             raise ConfigError(f"--config is needed: {weights} holds no config (only yolo-asff checkpoints carry "
                               "their own)" if weights else "--config is needed when no --weights are given")
         cfg = config_from_dict(saved, opts, source=f"{weights} (its saved config)")
+        notes += _data_from_workdir(cfg, workdir, opts_keys(opts))
     else:
         cfg = given
         if saved is not None:
@@ -108,11 +113,24 @@ def model_for_weights(
                 listed = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} in the config" for k, (a, b) in differ.items())
                 raise ConfigError(f"{config} builds another model than {weights} holds ({listed}). Leave out "
                                   "--config to use the checkpoint's own, or pass the config it was trained with")
-            notes = _use_trained_inputs(cfg, saved, opts_keys(opts))
+            notes += _use_trained_inputs(cfg, saved, opts_keys(opts))
     dist.apply_threads(cfg.runtime.threads)
     model = build_model(cfg)
     loaded = (load_weights_file(model, weights, strict=strict, model_cfg=cfg.to_dict()["model"], checkpoint=checkpoint)
               if weights else None)
     if names is None and saved is not None:
         names = (saved.get("data") or {}).get("class_names")
-    return LoadedModel(cfg, model, loaded, list(names) if names else None, notes)
+    return LoadedModel(cfg, model, loaded, list(names) if names else None, notes, category_ids)
+
+
+def _data_from_workdir(cfg: Config, workdir: Optional[str], explicit: Sequence[str]) -> List[str]:
+    """A checkpoint's relative ``data.root`` meant a folder under where it was trained: use that one when it is
+    there (run from another folder, the tool would read, or for the built-in data generate, somewhere else)."""
+    root = Path(cfg.data.root)
+    if workdir is None or root.is_absolute() or "data.root" in explicit:
+        return []
+    trained = Path(workdir) / root
+    if not trained.exists() or trained.resolve() == root.resolve():
+        return []
+    cfg.data.root = str(trained)
+    return [f"data.root: {trained} (the checkpoint's {root}, where it was trained)"]

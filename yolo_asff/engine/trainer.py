@@ -161,6 +161,7 @@ class Trainer:
         self.train_time = 0.0
         self.train_images = 0
         self._eval_pending = False  # saved before an evaluation: a resume runs it first
+        self.saved_on_stop = False  # a stop request was honoured with a checkpoint (not a second Ctrl-C)
         if resume is not None:
             self._resume(resume)
         if t.scheduler == "cosine" and t.cosine_end_epoch > t.epochs:
@@ -294,7 +295,7 @@ class Trainer:
         if not self.main:
             return
         extra = {
-            "images_in_epoch": self.images_in_epoch, "geometry": self._geometry(),
+            "images_in_epoch": self.images_in_epoch, "geometry": self._geometry(), "workdir": os.getcwd(),
             "batch_in_epoch": self.images_in_epoch // self.global_batch,
             "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
             "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
@@ -303,7 +304,7 @@ class Trainer:
         save_checkpoint(self.out_dir / name, self.model, ema=self.ema, optimizer=self.optimizer,
                         scheduler=self.schedule, scaler=self.scaler if self.scaler.is_enabled() else None,
                         epoch=self.epoch, iteration=self.iteration, config=self.cfg.to_dict(), extra=extra,
-                        class_names=self.train_set.class_names)
+                        class_names=self.train_set.class_names, category_ids=self.train_set.category_ids)
 
     # ------------------------------------------------------------------------------ the loop
     def _set_dropblock(self, epoch: int) -> None:
@@ -537,6 +538,7 @@ class Trainer:
                 except _Stop:
                     self.monitor.end_epoch()
                     self._save("last.pth")
+                    self.saved_on_stop = True
                     self.monitor.warning("interrupted: saved %s at epoch %d, image %d of %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch + 1, self.images_in_epoch,
                                          self.dataset_size)
@@ -551,6 +553,7 @@ class Trainer:
                 if evaluate:
                     self._evaluate_and_save()
                 if stop and self.epoch < t.epochs:
+                    self.saved_on_stop = True
                     self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch)
                     raise KeyboardInterrupt
