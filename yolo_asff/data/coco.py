@@ -38,7 +38,7 @@ import numpy as np
 
 from .frames import exif_habit
 from .images import PictureFinder, probe_pictures
-from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
+from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, require_records, summarize
 
 __all__ = ["id_key", "load_coco", "read_coco_categories"]
 
@@ -386,9 +386,7 @@ def load_coco(
         record = make_record(image_id, str(path), im.file_name, im.size, probe, im.objects, problems, habit)
         if record is not None and (keep_empty or (~record.ignore).any()):
             records.append(record)
-    if not records:
-        detail = f"; problems: {'; '.join(problems.lines())}" if problems.counts else ""
-        raise DatasetError(f"no usable images in {ann_file} with images under {img_dir}{detail}")
+    require_records(records, problems, f"{ann_file} with images under {img_dir}")
     ordered = sorted(selected, key=selected.get)
     class_list = [categories.names[k] for k in ordered]
     category_ids = [categories.int_id(k) for k in ordered]

@@ -21,8 +21,7 @@ CLIP_TOLERANCE = 0.5  # pixels: rounding (normalised YOLO coordinates, float sum
 
 __all__ = [
     "Annotations", "DatasetError", "ImageRecord", "ObjectBox", "ProblemLog", "check_boxes", "clip_boxes",
-    "make_record",
-    "summarize",
+    "make_record", "require_records", "summarize",
 ]
 
 
@@ -222,6 +221,13 @@ def make_record(
         eval_boxes=scaled[keep], areas=areas[keep], ignore_orientation=frame.ignore_orientation,
         annotation_scale=(frame.scale_x, frame.scale_y), size_checked=probe.measured,
     )
+
+
+def require_records(records: Sequence[ImageRecord], problems: ProblemLog, what: str) -> None:
+    """Raise DatasetError when a reader kept no image: ``no usable images in <what>``, with every problem counted."""
+    if not records:
+        detail = f"; problems: {'; '.join(problems.lines())}" if problems.counts else ""
+        raise DatasetError(f"no usable images in {what}{detail}")
 
 
 def summarize(records: Sequence[ImageRecord], class_names: Sequence[str], problems: ProblemLog, title: str) -> str:

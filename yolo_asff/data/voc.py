@@ -25,7 +25,7 @@ import numpy as np
 
 from .frames import exif_habit
 from .images import PictureFinder, is_image_name, probe_pictures
-from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
+from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, require_records, summarize
 
 __all__ = ["VOC_CLASSES", "load_voc", "parse_voc_xml", "read_voc_xml"]
 
@@ -201,9 +201,7 @@ def load_voc(
         record = make_record(len(records), str(picture), name, size, probe, objects, problems, habit)
         if record is not None and (keep_empty or (~record.ignore).any()):
             records.append(record)
-    if not records:
-        detail = f"; problems: {'; '.join(problems.lines())}" if problems.counts else ""
-        raise DatasetError(f"no usable images in the VOC splits {list(splits)} under {root}{detail}")
+    require_records(records, problems, f"the VOC splits {list(splits)} under {root}")
     summarize(records, names, problems, f"VOC {', '.join(f'{y}/{s}' for y, s in splits)}")
     return Annotations(records, names, list(range(1, len(names) + 1)), problems, str(root), labels_seen)
 

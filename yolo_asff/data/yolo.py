@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from .images import is_image_name, probe_images
-from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, summarize
+from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, require_records, summarize
 
 __all__ = [
     "ROUNDING", "YoloDataset", "label_lines", "label_path", "load_yolo", "read_labels", "read_yolo_yaml", "split_images",
@@ -295,9 +295,7 @@ def load_yolo(
         record = make_record(len(records) + 1, str(path), _short(path, dataset.root), size, probe, objects, problems)
         if record is not None and (keep_empty or (~record.ignore).any()):
             records.append(record)
-    if not records:
-        detail = f"; problems: {'; '.join(problems.lines())}" if problems.counts else ""
-        raise DatasetError(f"no usable pictures in the '{split}' split of {dataset.yaml_file}{detail}")
+    require_records(records, problems, f"the '{split}' split of {dataset.yaml_file}")
     summarize(records, kept_names, problems, f"YOLO {dataset.yaml_file.name} {split}")
     return Annotations(records, kept_names, list(range(len(kept_names))), problems, str(dataset.yaml_file),
                        labels_seen, _source_ids(records, dataset.root))
