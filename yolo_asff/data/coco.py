@@ -38,7 +38,9 @@ import numpy as np
 
 from .frames import exif_habit
 from .images import PictureFinder, probe_pictures
-from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, require_records, summarize
+from .records import (
+    Annotations, DatasetError, ObjectBox, ProblemLog, make_record, read_flag, require_records, summarize,
+)
 
 __all__ = ["id_key", "load_coco", "read_coco_categories"]
 
@@ -77,20 +79,6 @@ def _number(value: Any) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _flag(value: Any) -> Optional[bool]:
-    """``iscrowd``-style 0/1 in any spelling (1, "1", True, "true"); None if unreadable."""
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "1.0", "true", "yes"):
-        return True
-    if text in ("0", "0.0", "false", "no", ""):
-        return False
-    return None
 
 
 def _example(entry: Any) -> str:
@@ -257,7 +245,7 @@ def _read_objects(
                 problems.add("annotation without a 4-number bbox (skipped)", f"{where}: bbox {bbox!r}"[:120])
                 continue
             problems.add("annotation without a bbox (taken from its segmentation)", where)
-        crowd = _flag(ann.get("iscrowd"))
+        crowd = read_flag(ann.get("iscrowd"))
         if crowd is None:
             problems.add("iscrowd that is not 0 or 1 (taken as 0)", f"{where}: {ann.get('iscrowd')!r}")
             crowd = False

@@ -48,7 +48,6 @@ class DetectionDataset(Dataset):
         self.source_image_ids = dict(annotations.source_image_ids) if annotations is not None else {}
         self.source_category_ids = dict(annotations.source_category_ids) if annotations is not None else {}
         self.has_ground_truth = annotations.has_ground_truth if annotations is not None else True
-        self.source = annotations.source if annotations is not None else ""
         self.transform = transform
         self.use_ignored = use_ignored
         self.mixup_prob = mixup_prob
@@ -73,7 +72,7 @@ class DetectionDataset(Dataset):
         for _ in range(len(self.records)):
             record = self.records[index]
             image = read_picture(record) if index not in self.unreadable else None
-            if image is not None and (not record.size_checked or image.shape[:2] == (record.height, record.width)):
+            if _as_read(record, image):
                 return index, record, image
             if index not in self.unreadable:
                 self.unreadable.add(index)
@@ -92,7 +91,7 @@ class DetectionDataset(Dataset):
         one comes back blank with ``readable: False`` (the evaluator leaves it out of the score)."""
         record = self.records[index]
         image = read_picture(record)
-        readable = image is not None and (not record.size_checked or image.shape[:2] == (record.height, record.width))
+        readable = _as_read(record, image)
         if not readable:
             if index not in self.unreadable:
                 self.unreadable.add(index)
@@ -129,6 +128,11 @@ class DetectionDataset(Dataset):
             labels = np.concatenate([labels, labels_b])
         return {"image": image, "boxes": boxes, "labels": labels, "weights": weights,
                 "image_id": record.image_id, "info": None}
+
+
+def _as_read(record: ImageRecord, image: Optional[np.ndarray]) -> bool:
+    """Whether ``image`` is the record's picture as it was read at start-up (decoded, and of the checked size)."""
+    return image is not None and (not record.size_checked or image.shape[:2] == (record.height, record.width))
 
 
 def read_picture(record: ImageRecord) -> Optional[np.ndarray]:

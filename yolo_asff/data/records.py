@@ -21,7 +21,7 @@ CLIP_TOLERANCE = 0.5  # pixels: rounding (normalised YOLO coordinates, float sum
 
 __all__ = [
     "Annotations", "DatasetError", "ImageRecord", "ObjectBox", "ProblemLog", "check_boxes", "clip_boxes",
-    "make_record", "require_records", "summarize",
+    "make_record", "read_flag", "require_records", "summarize",
 ]
 
 
@@ -221,6 +221,21 @@ def make_record(
         eval_boxes=scaled[keep], areas=areas[keep], ignore_orientation=frame.ignore_orientation,
         annotation_scale=(frame.scale_x, frame.scale_y), size_checked=probe.measured,
     )
+
+
+def read_flag(value: Any) -> Optional[bool]:
+    """A 0/1 flag in any spelling files use (COCO ``iscrowd``, VOC ``difficult``): ``1``, ``"1"``, ``True``,
+    ``"true"``, ``"yes"``; missing is False; None when it cannot be read."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true", "yes"):
+        return True
+    if text in ("0", "0.0", "false", "no", ""):
+        return False
+    return None
 
 
 def require_records(records: Sequence[ImageRecord], problems: ProblemLog, what: str) -> None:

@@ -25,7 +25,9 @@ import numpy as np
 
 from .frames import exif_habit
 from .images import PictureFinder, is_image_name, probe_pictures
-from .records import Annotations, DatasetError, ObjectBox, ProblemLog, make_record, require_records, summarize
+from .records import (
+    Annotations, DatasetError, ObjectBox, ProblemLog, make_record, read_flag, require_records, summarize,
+)
 
 __all__ = ["VOC_CLASSES", "load_voc", "parse_voc_xml", "read_voc_xml"]
 
@@ -78,10 +80,6 @@ def _size(root: ET.Element) -> Optional[Tuple[float, float]]:
     return (width, height) if width > 0 and height > 0 else None
 
 
-def _flag(text: Optional[str]) -> bool:
-    return (text or "0").strip().lower() in ("1", "1.0", "true", "yes")
-
-
 class _ClassMatcher:
     """Class name as written → class index: exact, else the one class that matches ignoring case and spaces."""
 
@@ -126,7 +124,7 @@ def parse_voc_xml(path: Path, classes: _ClassMatcher, problems: ProblemLog, labe
         except (TypeError, ValueError):
             problems.add("object without a numeric bndbox (dropped)", f"{path.name}: {name}")
             continue
-        objects.append(ObjectBox(np.array([xmin - 1, ymin - 1, xmax, ymax]), label, _flag(_text(obj, "difficult")),
+        objects.append(ObjectBox(np.array([xmin - 1, ymin - 1, xmax, ymax]), label, read_flag(_text(obj, "difficult")) is True,
                                  where=path.name))
     return _text(root, "filename"), _size(root), objects
 

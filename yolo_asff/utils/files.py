@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Union
+from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 
 from ..errors import OutputError
 
@@ -16,10 +16,15 @@ __all__ = [
 ]
 
 
+def _deepest_existing(path: Path) -> Optional[Path]:
+    """``path`` or its nearest ancestor that exists (None for a relative path none of whose parts exist)."""
+    return next((p for p in (path, *path.parents) if p.exists()), None)
+
+
 def make_dir(path: Union[str, os.PathLike], what: str = "output folder") -> Path:
     """``mkdir -p path``; a path that cannot be a folder (a file in the way, no permission) is an OutputError."""
     path = Path(path)
-    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    blocker = _deepest_existing(path)
     if blocker is not None and not blocker.is_dir():
         raise OutputError(f"cannot create the {what} {path}: {blocker} is a file, not a folder")
     try:
@@ -39,7 +44,7 @@ def check_writable(path: Union[str, os.PathLike], what: str = "output file", fol
     path = Path(path)
     if not folder and path.is_dir():
         raise OutputError(f"cannot write the {what} {path}: it is a folder; give a file name")
-    blocker = next((p for p in ((path, *path.parents) if folder else path.parents) if p.exists()), None)
+    blocker = _deepest_existing(path if folder else path.parent)
     if blocker is not None and not blocker.is_dir():
         raise OutputError(f"cannot write the {what} {path}: {blocker} is a file, not a folder")
     if blocker is not None and not os.access(blocker, os.W_OK):
