@@ -27,12 +27,16 @@ setup(
         "pycocotools>=2.0",
         "tensorboard>=2.10",
         "pillow>=8",  # picture sizes and EXIF orientation from the header (yolo_asff/data/images.py)
+        "matplotlib>=3.5",  # the run's plots: PR and F1 curves, confusion matrix, labels, results.png
     ],
     extras_require={
         # OpenCV 5 drops cv2.dnn.readNetFromDarknet, which the Darknet round-trip test uses.
-        "test": ["pytest>=7", "opencv-python-headless>=4.5,<5", "onnx>=1.14", "onnxruntime>=1.16"],
+        "test": ["pytest>=7", "opencv-python-headless>=4.5,<5", "onnx>=1.14", "onnxruntime>=1.16",
+                 "faster-coco-eval>=1.6"],
         # ONNX export and its check against onnxruntime (tools/export.py --check).
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+        # test.coco_backend=faster: faster-coco-eval, a C++ drop-in for pycocotools' COCOeval.
+        "fast": ["faster-coco-eval>=1.6"],
     },
     package_data={"yolo_asff": ["assets/*.jpg", "assets/*.md"],
                   "yolo_asff.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
