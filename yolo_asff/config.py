@@ -119,6 +119,8 @@ class DataConfig:
 
     format: str = _f("coco", "dataset format: coco, voc or yolo (YOLO txt labels and a data YAML)")
     builtin: bool = _f(False, "data.root holds the built-in dataset: generate it there on first use")
+    builtin_kind: str = _f("shapes", "which built-in dataset: shapes (the main job's six shapes on photographs) or "
+                           "glyphs (five letters, small, on synthetic patterns: a second kind to check a recipe on)")
     root: str = _f("data/coco", "COCO: folder that relative paths start from; VOC: the VOCdevkit folder")
     yolo_file: str = _f("", "YOLO txt: the data YAML (path, train, val, names); relative paths start at data.root")
     train: SplitConfig = field(
@@ -168,6 +170,8 @@ class TrainConfig:
     steps: List[int] = _f([240, 270], "step schedule: epochs where lr is multiplied by gamma")
     gamma: float = _f(0.1, "step schedule factor")
     amp: bool = _f(True, "mixed precision on GPU (bf16 where supported, else fp16)")
+    channels_last: bool = _f(True, "model and batches in channels-last (NHWC) memory format: faster convolutions with "
+                             "cuDNN and with oneDNN on the CPU (1.4x per step at width 0.125 on the reference CPU)")
     ema: bool = _f(True, "keep an exponential moving average of the weights")
     ema_decay: float = _f(0.9998, "EMA decay")
     grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")
@@ -254,6 +258,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "model.norm": ("bn", "syncbn"),
     "model.act": ("leaky", "relu", "silu"),
     "data.format": ("coco", "voc", "yolo"),
+    "data.builtin_kind": ("shapes", "glyphs"),
     "test.metric": ("auto", "coco", "voc", "voc07"),
     "train.scheduler": ("cosine", "step"),
     "train.optimizer": ("sgd", "adamw"),

@@ -102,3 +102,49 @@ def test_the_generator_never_writes_into_a_folder_it_did_not_create(tmp_path):
     ours = generate_builtin(tmp_path / "ours", train=1, val=1)
     (ours / "READY").unlink()
     assert (generate_builtin(ours, train=2, val=1) / "READY").is_file()
+
+
+def test_glyphs_kind_boxes_hold_the_letters_ink():
+    """Each glyph box holds ink of a colour unlike the background just outside it, and nothing else of the
+    picture's class boxes overlaps: the second kind's labels are as exact as the shapes'."""
+    from yolo_asff.data.builtin import GLYPHS, render_glyph_image
+
+    rng = np.random.default_rng(3)
+    heights = []
+    for _ in range(20):
+        img, boxes, labels = render_glyph_image(rng, size=(320, 400))
+        assert len(boxes) >= 1 and labels.max() < len(GLYPHS)
+        for x1, y1, x2, y2 in boxes.astype(int):
+            inside = img[y1:y2, x1:x2].reshape(-1, 3).astype(np.float32)
+            # The letter's ink stands out from the background under the box (its mean, from a ring around it).
+            ring = img[max(0, y1 - 3):y2 + 3, max(0, x1 - 3):x2 + 3].astype(np.float32).copy()
+            ring[y1 - max(0, y1 - 3):y1 - max(0, y1 - 3) + y2 - y1, x1 - max(0, x1 - 3):x1 - max(0, x1 - 3) + x2 - x1] = np.nan
+            background = np.nanmean(ring.reshape(-1, 3), 0)
+            assert (np.abs(inside - background).max(1) > 60).mean() > 0.1
+            heights.append(y2 - y1)
+        ix = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+        touching = (ix > 0).all(-1) & ~np.eye(len(boxes), dtype=bool)
+        assert not touching.any()
+    assert min(heights) <= 14 and max(heights) >= 50
+
+
+def test_kind_is_kept_apart_and_regenerated_on_change(tmp_path):
+    from yolo_asff.data.builtin import GLYPHS, ensure_builtin
+
+    root = ensure_builtin(tmp_path / "d", kind="glyphs", train=3, val=2, seed=0)
+    names = [c["name"] for c in json.loads((root / "annotations/val.json").read_text())["categories"]]
+    assert names == list(GLYPHS) and not (root / "video.mp4").exists()
+    ensure_builtin(root, kind="shapes", train=3, val=2, seed=0)  # the generator's folder: rewritten as shapes
+    names = [c["name"] for c in json.loads((root / "annotations/val.json").read_text())["categories"]]
+    assert names == list(CLASSES) and (root / "video.mp4").is_file()
+
+
+def test_config_picks_the_kind(tmp_path):
+    from yolo_asff.config import ConfigError, load_config
+    from yolo_asff.data.build import dataset_class_names
+    from yolo_asff.data.builtin import GLYPHS
+
+    cfg = load_config("builtin_glyphs", opts=[f"data.root={tmp_path / 'g'}"])
+    assert cfg.model.num_classes == len(GLYPHS) and dataset_class_names(cfg) == list(GLYPHS)
+    with pytest.raises(ConfigError, match="data.builtin_kind"):
+        load_config("builtin", opts=["data.builtin_kind=letters"])

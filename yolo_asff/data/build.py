@@ -61,7 +61,7 @@ def load_split(cfg: Config, split: str = "train") -> Annotations:
         # Imported here so that `python -m yolo_asff.data.builtin` does not import itself twice.
         from .builtin import ensure_builtin
 
-        ensure_builtin(root)
+        ensure_builtin(root, kind=d.builtin_kind)
     part = d.train if split == "train" else d.val
     keep_empty = d.keep_empty_images or split == "val"
     if d.format == "coco":
@@ -116,9 +116,9 @@ def dataset_class_names(cfg: Config) -> List[str]:
         if part.ann_file and ann_file.is_file():
             return read_coco_categories(ann_file)
     if d.builtin:
-        from .builtin import CLASSES
+        from .builtin import class_names
 
-        return list(CLASSES)
+        return list(class_names(d.builtin_kind))
     raise DatasetError(f"no class names: {under_root(d.root, d.val.ann_file)} not found and data.class_names unset")
 
 

@@ -3,17 +3,20 @@
 Six shape classes with random colours and textures are drawn at 8 px to half the
 image size over textured backgrounds (real photographs from scikit-image when it is
 installed), some overlapping, plus distractor clutter that belongs to no class.
+A second kind, ``glyphs``, is there to check that a training recipe is not tuned to the shapes
+alone: five letters (other classes), mostly small (10 to 72 px tall on pictures of the same sizes), on
+synthetic stripes, checks, gradients and noise (other backgrounds) with distractor characters.
 Everything is deterministic by seed and written in the COCO, VOC and YOLO txt layouts,
 so every reader is exercised on it::
 
-    python -m yolo_asff.data.builtin --out data/builtin [--train 1000] [--val 200] [--seed 0]
+    python -m yolo_asff.data.builtin --out data/builtin [--train 1000] [--val 200] [--seed 0] [--kind glyphs]
 
     DIR/annotations/{train,val}.json        COCO instances files
     DIR/images/{train,val}/*.jpg
     DIR/labels/{train,val}/*.txt            YOLO txt labels of those pictures
     DIR/data.yaml                           the YOLO data YAML
     DIR/VOCdevkit/VOCbuiltin/{Annotations,JPEGImages,ImageSets/Main/{train,val}.txt}
-    DIR/video.mp4                           moving shapes, for the video demo
+    DIR/video.mp4                           moving shapes, for the video demo (shapes kind only)
 
 The generator writes only into a folder that is missing or that it wrote itself (it leaves the
 marker file ``.yolo-asff-builtin`` first thing): pointed at a folder of the user's, it refuses.
@@ -28,7 +31,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
 import cv2
@@ -40,9 +43,13 @@ from .records import DatasetError
 from .transforms import box_iou_np
 from .yolo import label_lines
 
-__all__ = ["CLASSES", "generate_builtin", "render_image", "ensure_builtin"]
+__all__ = ["CLASSES", "GLYPHS", "KINDS", "class_names", "generate_builtin", "render_image", "render_glyph_image",
+           "ensure_builtin"]
 
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
+GLYPHS = ("A", "E", "K", "R", "7")  # the glyphs kind's classes
+_DISTRACTORS = ("0", "3", "%", "#", "S")  # drawn like the glyphs, in no class
+KINDS = ("shapes", "glyphs")
 VOC_YEAR = "builtin"
 MIN_SIZE = 8
 MARKER = ".yolo-asff-builtin"  # written first: this folder is the generator's to write
@@ -167,9 +174,113 @@ def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), si
     return img, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
 
 
-def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarray) -> str:
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
+          cv2.FONT_HERSHEY_PLAIN)
+
+
+def _pattern_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A synthetic background (no photographs): stripes, checks, a gradient or coloured noise, with clutter."""
+    a, b = (rng.integers(0, 256, 3).astype(np.float32) for _ in range(2))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    kind = int(rng.integers(4))
+    if kind == 0:
+        angle, period = rng.uniform(0, math.pi), rng.uniform(6, 40)
+        t = (np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period) + 1) / 2
+    elif kind == 1:
+        cell = rng.uniform(8, 48)
+        t = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2).astype(np.float32)
+    elif kind == 2:
+        angle = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(angle) + yy * math.sin(angle)
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+    else:
+        t = cv2.resize(rng.random((int(rng.integers(4, 16)), int(rng.integers(4, 16)))).astype(np.float32), (w, h),
+                       interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    img = a * t[..., None] + b * (1 - t[..., None]) + rng.normal(0, rng.uniform(2, 12), (h, w, 1))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(3, 12))):  # strokes and dots in no class
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        p1, p2 = (int(rng.integers(w)), int(rng.integers(h))), (int(rng.integers(w)), int(rng.integers(h)))
+        if rng.random() < 0.5:
+            cv2.line(img, p1, p2, color, int(rng.integers(1, 3)), cv2.LINE_AA)
+        else:
+            cv2.circle(img, p1, int(rng.integers(2, 6)), color, -1, cv2.LINE_AA)
+    return img
+
+
+def _glyph_mask(text: str, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 mask of ``text`` in a random Hershey font and stroke, cropped to its ink, ``height`` px tall."""
+    font, thickness = _FONTS[int(rng.integers(len(_FONTS)))], int(rng.integers(2, 7))
+    canvas = np.zeros((160, 160), np.uint8)
+    cv2.putText(canvas, text, (20, 120), font, 3.0, 255, thickness, cv2.LINE_AA)
+    ys, xs = np.nonzero(canvas > 127)
+    ink = canvas[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    aspect = ink.shape[1] / ink.shape[0] * rng.uniform(0.8, 1.25)
+    return cv2.resize(ink, (max(MIN_SIZE, int(round(height * aspect))), height), interpolation=cv2.INTER_AREA)
+
+
+def render_glyph_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (),  # noqa: ARG001 - same signature
+                       size: Optional[Tuple[int, int]] = None):
+    """One picture of the glyphs kind: ``(image BGR uint8, boxes (N, 4) xyxy float32, labels (N,) int64)``.
+
+    Boxes are the letters' ink extents; distractor characters get no box.
+    """
+    h, w = size if size is not None else (int(rng.integers(256, 385)), int(rng.integers(288, 449)))
+    img = _pattern_background(rng, h, w)
+    boxes: List[np.ndarray] = []
+    labels: List[int] = []
+    taken: List[np.ndarray] = []
+    count = int(rng.integers(2, 13))
+    for k in range(count + int(rng.integers(0, 4))):
+        cls = int(rng.integers(len(GLYPHS))) if k < count else -1
+        height = int(round(math.exp(rng.uniform(math.log(MIN_SIZE + 2), math.log(72)))))
+        mask = _glyph_mask(GLYPHS[cls] if cls >= 0 else _DISTRACTORS[int(rng.integers(len(_DISTRACTORS)))],
+                           height, rng)
+        bh, bw = mask.shape
+        if bw >= w or bh >= h:
+            continue
+        for _attempt in range(10):
+            x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+            box = np.array([x, y, x + bw, y + bh], np.float32)
+            if not taken or not _overlaps(box, np.array(taken), margin=2):
+                break
+        else:
+            continue
+        region = img[y:y + bh, x:x + bw].astype(np.float32)
+        # A colour at least 90 levels from the local background in each channel, so that every letter shows.
+        under = region.reshape(-1, 3).mean(0)
+        shift = rng.uniform(90, 128, 3)
+        color = np.where(under < 128, under + shift, under - shift).clip(0, 255)
+        alpha = (mask.astype(np.float32) / 255.0)[..., None]
+        img[y:y + bh, x:x + bw] = (region * (1 - alpha) + color * alpha).astype(np.uint8)
+        taken.append(box)
+        if cls >= 0:
+            boxes.append(box)
+            labels.append(cls)
+    return img, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+
+
+def _overlaps(box: np.ndarray, others: np.ndarray, margin: float) -> bool:
+    """Whether xyxy ``box`` grown by ``margin`` px touches any of ``others`` (M, 4)."""
+    ix = np.minimum(box[2] + margin, others[:, 2]) - np.maximum(box[0] - margin, others[:, 0])
+    iy = np.minimum(box[3] + margin, others[:, 3]) - np.maximum(box[1] - margin, others[:, 1])
+    return bool(((ix > 0) & (iy > 0)).any())
+
+
+def class_names(kind: str = "shapes") -> Tuple[str, ...]:
+    """The class names of built-in dataset ``kind`` (see :data:`KINDS`)."""
+    return GLYPHS if kind == "glyphs" else CLASSES
+
+
+def _renderer(kind: str) -> Callable:
+    if kind not in KINDS:
+        raise DatasetError(f"unknown built-in dataset kind '{kind}': choose one of {', '.join(KINDS)}")
+    return render_glyph_image if kind == "glyphs" else render_image
+
+
+def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> str:
     objects = "".join(
-        f"  <object><name>{CLASSES[c]}</name><difficult>0</difficult><bndbox>"
+        f"  <object><name>{escape(names[c])}</name><difficult>0</difficult><bndbox>"
         # VOC is 1-based and inclusive: continuous [x1, x2] covers pixels x1+1 .. x2.
         f"<xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin><xmax>{int(b[2])}</xmax><ymax>{int(b[3])}</ymax>"
         "</bndbox></object>\n"
@@ -179,7 +290,8 @@ def _voc_xml(file_name: str, w: int, h: int, boxes: np.ndarray, labels: np.ndarr
             f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n{objects}</annotation>\n")
 
 
-def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, photos, start_id: int) -> None:
+def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, photos, start_id: int,
+                 kind: str = "shapes") -> None:
     img_dir = out / "images" / split
     voc = out / "VOCdevkit" / f"VOC{VOC_YEAR}"
     for d in (img_dir, out / "annotations", voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / "Main"):
@@ -190,7 +302,7 @@ def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, ph
     for i in range(count):
         image_id = start_id + i
         stem = f"{split}_{image_id:06d}"
-        img, boxes, labels = render_image(rng, photos)
+        img, boxes, labels = _renderer(kind)(rng, photos)
         h, w = img.shape[:2]
         cv2.imwrite(str(img_dir / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": w, "height": h})
@@ -200,12 +312,12 @@ def _write_split(out: Path, split: str, count: int, rng: np.random.Generator, ph
                 "id": len(annotations) + 1 + start_id * 16, "image_id": image_id, "category_id": int(c) + 1,
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
             })
-        (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", w, h, boxes, labels))
+        (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", w, h, boxes, labels, class_names(kind)))
         (labels_dir / f"{stem}.txt").write_text(label_lines(boxes, labels, w, h))
         link_or_copy(img_dir / f"{stem}.jpg", voc / "JPEGImages" / f"{stem}.jpg")
         ids.append(stem)
-    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
-    coco = {"info": {"description": "yolo-asff built-in dataset"}, "images": images,
+    categories = [{"id": i + 1, "name": n, "supercategory": kind} for i, n in enumerate(class_names(kind))]
+    coco = {"info": {"description": f"yolo-asff built-in dataset ({kind})"}, "images": images,
             "annotations": annotations, "categories": categories}
     (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
     (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
@@ -257,12 +369,14 @@ def _refuse(out: Path) -> DatasetError:
         f"in {out}); with `python -m yolo_asff.data.builtin`, pass another --out")
 
 
-def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, seed: int = 0) -> Path:
-    """Write the built-in dataset (see the module docstring) and return its folder.
+def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, seed: int = 0,
+                     kind: str = "shapes") -> Path:
+    """Write built-in dataset ``kind`` (see the module docstring) and return its folder.
 
     Raises:
-        DatasetError: ``out`` exists and was not written by the generator.
+        DatasetError: ``out`` exists and was not written by the generator, or ``kind`` is unknown.
     """
+    _renderer(kind)
     out = Path(out)
     if not _is_generators(out):
         raise _refuse(out)
@@ -271,31 +385,40 @@ def generate_builtin(out: os.PathLike | str, train: int = 1000, val: int = 200, 
     (out / "READY").unlink(missing_ok=True)
     for old in ("images", "labels", "annotations", "VOCdevkit"):  # a smaller set must not keep old pictures
         shutil.rmtree(out / old, ignore_errors=True)
-    photos = _backgrounds()
+    (out / "video.mp4").unlink(missing_ok=True)
+    photos = _backgrounds() if kind == "shapes" else []
     rng = np.random.default_rng(seed)
-    _write_split(out, "train", train, np.random.default_rng(rng.integers(2**32)), photos, start_id=1)
-    _write_split(out, "val", val, np.random.default_rng(rng.integers(2**32)), photos, start_id=train + 1)
+    _write_split(out, "train", train, np.random.default_rng(rng.integers(2**32)), photos, start_id=1, kind=kind)
+    _write_split(out, "val", val, np.random.default_rng(rng.integers(2**32)), photos, start_id=train + 1, kind=kind)
     (out / "data.yaml").write_text(yaml.safe_dump(
-        {"path": ".", "train": "images/train", "val": "images/val", "names": list(CLASSES)}, sort_keys=False))
-    _write_video(out / "video.mp4", np.random.default_rng(rng.integers(2**32)), photos)
-    (out / "READY").write_text(f"version={VERSION} train={train} val={val} seed={seed}\n")
+        {"path": ".", "train": "images/train", "val": "images/val", "names": list(class_names(kind))},
+        sort_keys=False))
+    video_rng = np.random.default_rng(rng.integers(2**32))
+    if kind == "shapes":
+        _write_video(out / "video.mp4", video_rng, photos)
+    (out / "READY").write_text(f"version={VERSION} kind={kind} train={train} val={val} seed={seed}\n")
     return out
 
 
-def _ready(out: Path) -> bool:
+def _ready(out: Path, kind: str) -> bool:
     ready = out / "READY"
-    return ready.is_file() and f"version={VERSION}" in ready.read_text().split()
+    if not ready.is_file():
+        return False
+    words = ready.read_text().split()
+    written = next((w.split("=", 1)[1] for w in words if w.startswith("kind=")), "shapes")  # older: shapes only
+    return f"version={VERSION}" in words and written == kind
 
 
-def ensure_builtin(out: os.PathLike | str = "data/builtin", **kwargs) -> Path:
-    """The built-in dataset at ``out``, generated first if it is missing, incomplete or from an older version.
+def ensure_builtin(out: os.PathLike | str = "data/builtin", kind: str = "shapes", **kwargs) -> Path:
+    """Built-in dataset ``kind`` at ``out``, generated first if it is missing, incomplete, from an older
+    version, or of another kind (a folder the generator wrote is its own to rewrite).
 
     Raises:
         DatasetError: ``out`` exists and was not written by the generator (it is never written into).
     """
     out = Path(out)
-    if not _ready(out):
-        generate_builtin(out, **kwargs)
+    if not _ready(out, kind):
+        generate_builtin(out, kind=kind, **kwargs)
     return out
 
 
@@ -305,14 +428,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--train", type=int, default=1000, help="training images")
     parser.add_argument("--val", type=int, default=200, help="validation images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=KINDS, default="shapes", help="which built-in dataset")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        generate_builtin(args.out, args.train, args.val, args.seed)
+        generate_builtin(args.out, args.train, args.val, args.seed, kind=args.kind)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"built-in dataset: {args.train} train + {args.val} val images, video, in {args.out} "
+    print(f"built-in dataset ({args.kind}): {args.train} train + {args.val} val images in {args.out} "
           f"({time.perf_counter() - start:.1f} s)")
 
 

@@ -132,7 +132,7 @@ class Trainer:
                 f"{t.batch_size} x {self.world} process(es)): lower train.batch_size"
             )
         model.to(self.device)
-        if self.device.type == "cuda":
+        if t.channels_last:
             model.to(memory_format=torch.channels_last)
         torch.manual_seed(cfg.runtime.seed + self.rank)  # distinct DropBlock masks per rank
         self.model = model
@@ -342,7 +342,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             images = batch["images"].to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
+            if t.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = batch["targets"].to(self.device, non_blocking=True)
             step_now = batch_index + 1 == window_end
