@@ -126,8 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     data, results = synthetic_case(args.images, args.classes, args.seed)
-    print(f"{args.images} images, {len(data['annotations'])} boxes "
-          f"({sum(a['iscrowd'] for a in data['annotations'])} crowd), {len(results)} detections, {args.classes} classes")
+    crowd = sum(a["iscrowd"] for a in data["annotations"])
+    print(f"{args.images} images, {len(data['annotations'])} boxes ({crowd} crowd), {len(results)} detections, "
+          f"{args.classes} classes")
     out = compare(data, results, args.repeat)
     ref = out["scores"]["pycocotools"]
     print("  ".join(f"{k} {ref[k]:.4f}" for k in METRIC_KEYS))

@@ -579,9 +579,10 @@ class Trainer:
         now = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         return self.wall_time + now
 
-    def _over_time(self) -> bool:
+    def _over_time(self, elapsed: Optional[float] = None) -> bool:
+        """Whether ``elapsed`` seconds (default: the run's so far, :meth:`_elapsed`) spend train.time_limit."""
         limit = self.cfg.train.time_limit
-        return limit is not None and self._elapsed() >= limit * 3600.0
+        return limit is not None and (self._elapsed() if elapsed is None else elapsed) >= limit * 3600.0
 
     def _evals_since_best(self) -> int:
         """Evaluations since the one that gave the best AP (all of them while none has given one)."""
@@ -608,20 +609,22 @@ class Trainer:
             return None
         if self._patience_spent():
             return self._patience_reason()
-        if self._over_time():
+        # Earlier sessions' time only: the same number on every rank (their clocks would each decide alone).
+        if self._over_time(self.wall_time):
             return self._time_reason()
         return None
 
     def _finish_early(self, reason: str) -> None:
-        """A budget is spent: ``last.pth`` is saved where training stands; evaluate it unless that was done there."""
+        """A budget is spent: evaluate the weights where training stands, saving ``last.pth`` before and after,
+        unless they were evaluated there already (and so saved there, no step since)."""
         self.stop_reason = reason
-        self.monitor.warning("stopping early, %s; %s is saved. Raise train.%s (or set it to null) with "
-                             "--resume --opts to continue", reason, self.out_dir / "last.pth", reason.split(":")[0])
         if self._last_eval_at != self._position():
             self.monitor.info("final evaluation of the weights at epoch %g", self._position())
             self._eval_pending = True
             self._save("last.pth")  # before evaluating: a resume after a kill runs the evaluation first
             self._evaluate_and_save()
+        self.monitor.warning("stopped early, %s; %s is saved. Raise train.%s (or set it to null) with "
+                             "--resume --opts to continue", reason, self.out_dir / "last.pth", reason.split(":")[0])
 
     # ------------------------------------------------------------------------------ public
     def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:  # noqa: ARG002
@@ -659,10 +662,10 @@ class Trainer:
                     self._train_epoch()
                 except _Stop as stop:
                     self.monitor.end_epoch()
-                    self._save("last.pth")
                     if stop.reason == "time_limit":
                         self._finish_early(self._time_reason())
                         break
+                    self._save("last.pth")
                     self.saved_on_stop = True
                     self.monitor.warning("interrupted: saved %s at epoch %d, image %d of %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch + 1, self.images_in_epoch,
@@ -678,8 +681,8 @@ class Trainer:
         if self.main:
             write_json(self.out_dir / "metrics.json", metrics)
             self.monitor.info("done (%s): %d epochs, best AP %.4f / AP50 %.4f (epoch %g), %.1f train images/s; %s",
-                              self.stop_reason.split(":")[0], metrics["epochs_done"], metrics["best_AP"], metrics["best_AP50"],
-                              metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
+                              self.stop_reason.split(":")[0], metrics["epochs_done"], metrics["best_AP"],
+                              metrics["best_AP50"], metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
         return metrics
 
     def _end_of_epoch(self) -> None:

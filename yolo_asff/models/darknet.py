@@ -55,7 +55,8 @@ class StagedBackbone(nn.Module):
 class Darknet53(StagedBackbone):
     """Darknet-53: stem CBL(3, 1, 32) and five stages of CBL(3, 2, c) + n residual units.
 
-    Its :meth:`stage_modules` are six: the stem and the five downsampling stages. ``forward(x)`` with ``x`` of shape ``(B, 3, H, W)``, H and W multiples of 32,
+    Its :meth:`stage_modules` are six: the stem and the five downsampling stages.
+    ``forward(x)`` with ``x`` of shape ``(B, 3, H, W)``, H and W multiples of 32,
     returns ``[C3, C4, C5]``: ``(B, 256w, H/8, W/8)``, ``(B, 512w, H/16, W/16)``,
     ``(B, 1024w, H/32, W/32)`` where ``w`` is the width multiplier.
     Its 52 convolutions, in module order, are those of Darknet's ``darknet53.conv.74``.
