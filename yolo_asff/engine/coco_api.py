@@ -1,11 +1,13 @@
 """The COCO bbox scorer behind ``test.coco_backend``: pycocotools (the reference) or faster-coco-eval.
 
-faster-coco-eval (https://github.com/MiXaiLL76/faster_coco_eval) re-implements pycocotools'
-``COCOeval.evaluateImg`` and ``accumulate`` in C++; its ``COCO`` and ``COCOeval_faster`` take the
-same inputs and fill the same ``stats`` (the 12 numbers of ``summarize()``, in pycocotools' order)
-and ``eval['precision']`` ``(T, R, K, A, M)`` array. tests/engine/test_coco_backends.py checks that
-both give the same 12 numbers and per-class AP / AP50 to 1e-4 on the test fixtures and a generated
-case; ``scripts/bench_coco_eval.py`` times them on 5,000 images. pycocotools stays the default.
+The faster-coco-eval package (PyPI ``faster-coco-eval``, the ``.[fast]`` extra) re-implements
+pycocotools' ``COCOeval.evaluateImg`` and ``accumulate`` in C++; its ``COCO`` and ``COCOeval_faster``
+take the same inputs and fill the same ``stats`` (the 12 numbers of ``summarize()``, in pycocotools'
+order; two more AR figures after them, left out here) and ``eval['precision']`` ``(T, R, K, A, M)``
+array. Tests check that both give the same 12 numbers and per-class AP / AP50 to 1e-4 on the test
+fixtures (tests/engine/test_evaluator.py, tests/data/test_coco_quirks.py) and a generated case
+(tests/engine/test_coco_backends.py); ``scripts/bench_coco_eval.py`` times them on 5,000 images.
+pycocotools stays the default.
 
 Each backend scores ground truth of its own ``COCO`` class; :func:`as_backend` rebuilds one made by
 the other (from a copy of its ``dataset`` dict). pycocotools is never replaced globally (no
