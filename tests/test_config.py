@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from yolo_asff.config import Config, ConfigError, config_to_yaml, dump_config, iter_config_fields, load_config
+from tests.conftest import make_model
+from yolo_asff.config import (
+    BACKBONE_STAGES, Config, ConfigError, config_to_yaml, dump_config, iter_config_fields, load_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,6 +147,12 @@ def test_int_is_accepted_for_float(tmp_path):
         ("model: {num_classes: 0}", "model.num_classes"),
         ("model: {anchors: [[10, 13], [16, 30]]}", "model.anchors"),
         ("train: {loss_weights: {objectness: 1.0}}", "train.loss_weights"),
+        ("train: {patience: -1}", "train.patience"),
+        ("train: {time_limit: 0}", "train.time_limit"),
+        ("train: {freeze: head}", "train.freeze"),
+        ("train: {freeze: 7}", "train.freeze"),
+        ("model: {arch: yolov3_tiny}\ntrain: {freeze: 8}", "train.freeze"),
+        ("train: {freeze: -1}", "train.freeze"),
     ],
 )
 def test_impossible_values_name_the_key(tmp_path, text, key):
@@ -151,6 +160,19 @@ def test_impossible_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=f"'{key}'") as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+def test_freeze_counts_the_stages_of_each_arch_s_backbone(tmp_path):
+    for arch, stages in BACKBONE_STAGES.items():
+        backbone = make_model(arch, width=0.125).backbone
+        assert len(backbone.stage_modules()) == stages, arch
+        in_stages = {id(p) for stage in backbone.stage_modules() for p in stage.parameters()}
+        assert in_stages == {id(p) for p in backbone.parameters()}, arch  # "backbone" is all of its stages
+    tiny = load_config(write(tmp_path / "t.yaml", "model: {arch: yolov3_tiny}\ntrain: {freeze: 7}\n"))
+    assert tiny.train.freeze == 7
+    assert load_config(write(tmp_path / "b.yaml", "train: {freeze: backbone}\n")).train.freeze == "backbone"
+    with pytest.raises(ConfigError, match="between 0 and 6: the yolov3_asff backbone has 6 stages"):
+        load_config(write(tmp_path / "s.yaml", "train: {freeze: 9}\n"))
 
 
 def test_non_square_sizes_and_cuda_index_accepted(tmp_path):

@@ -196,6 +196,20 @@ class TrainConfig:
     )
     eval_interval: int = _f(10, "evaluate every N epochs")
     save_interval: int = _f(1, "save the last checkpoint every N epochs")
+    patience: Optional[int] = _f(
+        None, "stop early after this many evaluations in a row without a better AP (best.pth is kept); null or 0 = off"
+    )
+    time_limit: Optional[float] = _f(
+        None,
+        "stop cleanly after this many hours of training and evaluation, summed over the run's resumes (checkpoint, "
+        "final evaluation, metrics.json); null = off. A resume with the budget spent only finishes: raise it to go on",
+    )
+    freeze: Optional[Union[int, str]] = _f(
+        None,
+        "fine-tuning on small data: backbone (all of it) or K, the first K backbone stages (Darknet-53: 6, the stem "
+        "and five downsampling stages; YOLOv3-tiny: 7, its 3x3 convs), weights and BatchNorm statistics; null or 0 = "
+        "none",
+    )
 
 
 @dataclass
@@ -211,6 +225,11 @@ class TestConfig:
         "auto",
         "auto (COCO mAP with pycocotools for coco and yolo data, the VOC protocol for voc), coco, voc (area under "
         "the curve) or voc07 (11-point)",
+    )
+    coco_backend: str = _f(
+        "pycocotools",
+        "COCOeval of pycocotools (the reference) or faster (faster-coco-eval's C++ one: the same numbers, "
+        "pip install faster-coco-eval)",
     )
 
 
@@ -263,7 +282,11 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "train.scheduler": ("cosine", "step"),
     "train.optimizer": ("sgd", "adamw"),
     "train.iou_loss": ("iou", "giou"),
+    "test.coco_backend": ("pycocotools", "faster"),
 }
+# Stages of each arch's backbone that train.freeze may freeze (models/darknet.py, stage_modules()).
+BACKBONE_STAGES = {"yolov3": 6, "yolov3_asff": 6, "yolov3_tiny": 7}
+
 # The keys train.loss_weights may name; models/loss.py takes its terms from here ("guide": the guided head only).
 LOSS_TERMS = ("xy", "wh", "iou", "obj", "cls", "guide")
 OPTS = "--opts"
@@ -554,6 +577,21 @@ def _check_lists(cfg: Config, fail: Callable[[str, str], None]) -> None:
             fail("train.dropblock_schedule", f"rows must be [from_epoch, size32, size16, size8], sizes >= 1; got {row}")
 
 
+def _check_stopping(cfg: Config, fail: Callable[[str, str], None]) -> None:
+    t = cfg.train
+    if t.patience is not None and t.patience < 0:
+        fail("train.patience", f"must be a number of evaluations >= 0 (0 or null: off), got {t.patience}")
+    if t.time_limit is not None and not t.time_limit > 0:
+        fail("train.time_limit", f"must be a number of hours > 0 (null: off), got {t.time_limit}")
+    stages = BACKBONE_STAGES[cfg.model.arch]
+    freeze = t.freeze
+    if isinstance(freeze, str) and freeze != "backbone":
+        fail("train.freeze", f"must be backbone, a number of backbone stages (0 to {stages}) or null, got '{freeze}'")
+    if isinstance(freeze, int) and not 0 <= freeze <= stages:
+        fail("train.freeze", f"must be between 0 and {stages}: the {cfg.model.arch} backbone has {stages} stages "
+             f"(freeze: backbone freezes all of them); got {freeze}")
+
+
 def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
     """Check values that are well typed but impossible; raise ConfigError naming the key and its file."""
 
@@ -564,6 +602,7 @@ def _validate(cfg: Config, prov: Mapping[str, str]) -> None:
     _check_inputs(cfg, fail)
     _check_ranges(cfg, fail)
     _check_lists(cfg, fail)
+    _check_stopping(cfg, fail)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -117,8 +117,8 @@ def clean(tmp_path_factory):
     return root, data
 
 
-def score(root: Path, ann: str, make_oracle, dets: Path = None):
-    cfg = load_config(write_config(root, ann))
+def score(root: Path, ann: str, make_oracle, dets: Path = None, backend: str = "pycocotools"):
+    cfg = load_config(write_config(root, ann), [f"test.coco_backend={backend}"])
     dataset = build_dataset(cfg, "val")
     model = make_oracle(dataset, cfg.data.mean, cfg.data.std)
     return dataset, Evaluator(cfg, dataset).evaluate(model, progress=False, dets_path=dets)
@@ -161,6 +161,21 @@ def test_string_ids_in_results_are_scored_by_pycocotools_against_the_file(clean,
     evaluation = COCOeval(gt, gt.loadRes(str(tmp_path / "dets.json")), "bbox")
     evaluation.evaluate(), evaluation.accumulate(), evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(ours["AP"], abs=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["clean", "numeric string ids", "huge and negative ids", "text flags and sizes"])
+def test_faster_coco_eval_scores_quirky_files_as_pycocotools(clean, make_oracle, variant):
+    """test.coco_backend=faster: the same 12 numbers and per-class AP (noisy detections, scores neither 0 nor 1)."""
+    root, data = clean
+    name = f"faster_{abs(hash(variant))}.json"
+    (root / name).write_text(json.dumps(VARIANTS.get(variant, lambda d: d)(data)))
+    _, reference = score(root, name, make_oracle)
+    _, faster = score(root, name, make_oracle, backend="faster")
+    assert 0.2 < reference["AP"] < 0.9
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"):
+        assert faster[key] == pytest.approx(reference[key], abs=1e-4, nan_ok=True), key
+    for key in ("per_class", "per_class_AP50"):
+        assert faster[key] == pytest.approx(reference[key], abs=1e-4, nan_ok=True), key
 
 
 @pytest.mark.parametrize("change, message", [

@@ -334,3 +334,56 @@ def test_an_unreadable_picture_is_left_out_of_the_score_not_replaced(coco_setup)
     metrics = Evaluator(cfg, dataset).evaluate(model, progress=False)
     assert metrics["unreadable_images"] == 1 and metrics["num_images"] == 4
     assert metrics["AP"] == pytest.approx(1.0)  # every picture scored was predicted perfectly
+
+
+# ----------------------------------------------------------------------------- test.coco_backend
+
+
+def assert_same_scores(reference, other, tol=1e-4):
+    """The 12 numbers and the per-class AP and AP50 agree to ``tol`` (NaN where the other has NaN)."""
+    for key in METRIC_KEYS:
+        assert other[key] == pytest.approx(reference[key], abs=tol, nan_ok=True), key
+    for key in ("per_class", "per_class_AP50"):
+        assert other[key] == pytest.approx(reference[key], abs=tol, nan_ok=True), key
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0, 7.5])
+def test_faster_coco_eval_scores_the_fixture_as_pycocotools(coco_setup, shift):
+    _, cfg, dataset = coco_setup
+    reference = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset, shift=shift), progress=False)
+    cfg.test.coco_backend = "faster"
+    faster = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset, shift=shift), progress=False)
+    assert_same_scores(reference, faster)
+    assert faster["summary"] == reference["summary"]  # the same table, line for line
+    assert "COCO bbox (faster-coco-eval)" in format_report(faster)
+    assert "COCO bbox (pycocotools)" in format_report(reference)
+
+
+def test_faster_coco_eval_on_known_answers_empty_results_and_an_image_subset(coco_setup):
+    """score_coco with either backend, on pycocotools' ground truth (converted for faster-coco-eval)."""
+    root, _, dataset = coco_setup
+    gt = load_coco_gt(root / "ann.json")
+    shifted = [{"image_id": i, "category_id": c, "bbox": [b[0] + 0.19 * b[2], b[1], b[2], b[3]], "score": 0.9}
+               for i, v in IMAGES.items() for c, b, crowd in v[3] if not crowd]
+    for results, images in ((shifted, None), ([], None), (shifted, [11, 13, 14])):
+        args = (results, dataset.category_ids, dataset.class_names, images)
+        reference = score_coco(gt, *args)
+        faster = score_coco(gt, *args, backend="faster")
+        assert_same_scores(reference, faster)
+    assert faster["AP"] == pytest.approx(0.4) and faster["coco_backend"] == "faster"
+    own = score_coco(load_coco_gt(root / "ann.json", backend="faster"), shifted, dataset.category_ids,
+                     dataset.class_names, backend="faster")
+    assert own["AP"] == pytest.approx(0.4) and own["per_class_AP50"]["dog"] == pytest.approx(1.0)
+
+
+def test_faster_coco_eval_on_voc_ground_truth_with_difficult_boxes(tmp_path):
+    greys = write_tiny_voc(tmp_path)
+    cfg = load_config(write_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
+    dataset = build_dataset(cfg, "val")
+    results = {}
+    for backend in ("pycocotools", "faster"):
+        cfg.test.coco_backend = backend
+        model = OracleModel(dataset, greys, cfg.data.mean, cfg.data.std, shift=4.0)
+        results[backend] = Evaluator(cfg, dataset).evaluate(model, progress=False)
+    assert_same_scores(results["pycocotools"]["coco"], results["faster"]["coco"])
+    assert results["faster"]["AP"] == results["pycocotools"]["AP"]  # the VOC protocol: ours, either way

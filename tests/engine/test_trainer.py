@@ -125,6 +125,25 @@ def test_ema_ramps_and_averages():
     assert torch.allclose(ema.module.weight, d * start + (1 - d) * torch.ones_like(start))
 
 
+def test_the_ema_copies_frozen_weights_and_statistics_instead_of_averaging_them():
+    """d·x + (1 − d)·x drifts from x by an ulp now and then: after 3,000 updates it has (measured), so
+    what does not train is copied, and a frozen layer stays bit-identical in the EMA too."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 4, 1))
+    with torch.no_grad():
+        model[1].running_mean.normal_()
+        model[1].running_var.uniform_(0.5, 2.0)
+    model[:2].requires_grad_(False)  # the conv and its BatchNorm frozen, the last conv trains
+    ema = ModelEMA(model, decay=0.9998, ramp=2000.0)
+    frozen = {k: v.clone() for k, v in model[:2].state_dict().items()}
+    for _ in range(3000):
+        with torch.no_grad():
+            model[2].weight.add_(1e-4)
+        ema.update(model)
+    averaged = ema.module.state_dict()
+    assert all(torch.equal(averaged[k], v) for k, v in frozen.items())
+    assert not torch.equal(averaged["2.weight"], model[2].weight)  # the trained conv is still averaged
+
+
 # ------------------------------------------------------------------------------ learning
 
 
@@ -597,3 +616,126 @@ def test_run_folder_rules(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder, notes = run_folder(cfg, "experiment", True, tmp_path / "runs" / "x")
     assert folder == Path("experiment") and not folder.exists() and "moved to" in notes[0]
+
+
+# ------------------------------------------------------------------------------ stopping early, freezing
+
+
+class ScriptedEvaluator:
+    """Stands in for the Evaluator: the APs of successive evaluations, as given."""
+
+    def __init__(self, aps):
+        self.aps, self.dataset = list(aps), []  # no validation pictures to draw
+
+    def evaluate(self, model, progress=False):
+        ap = self.aps.pop(0)
+        return {"AP": ap, "AP50": ap, "AP75": ap}
+
+
+def test_patience_stops_with_a_checkpoint_and_a_resume_continues_only_when_raised(tmp_path, shapes):
+    cfg_path = write_config(tmp_path, shapes, epochs=6, eval_interval=1, patience=2, ema=False, batch_size=4,
+                            nominal_batch_size=4)  # one step an epoch
+    run = tmp_path / "run"
+    trainer = Trainer(load_config(cfg_path), run, progress=False)
+    trainer.evaluator = ScriptedEvaluator([0.1, 0.3, 0.2, 0.3])  # 0.3 again is not better
+    metrics = trainer.train()
+    assert metrics["stop_reason"].startswith("patience: no better AP in 2 evaluations since epoch 2")
+    assert metrics["epochs_done"] == 4 and metrics["best_epoch"] == 2
+    assert json.loads((run / "metrics.json").read_text())["stop_reason"] == metrics["stop_reason"]
+    last, best = load_checkpoint(run / "last.pth"), load_checkpoint(run / "best.pth")
+    assert (last["epoch"], best["epoch"], last["extra"]["eval_pending"]) == (4, 2, False)
+    assert [h["epoch"] for h in last["extra"]["history"]] == [1, 2, 3, 4]  # no evaluation after the last one
+
+    again = Trainer(load_config(cfg_path), run, resume=run / "last.pth", progress=False)
+    again.evaluator = ScriptedEvaluator([])  # nothing is evaluated: the weights were, at this very epoch
+    assert again.train()["stop_reason"].startswith("patience") and again.epoch == 4
+
+    raised = Trainer(load_config(cfg_path, ["train.patience=4"]), run, resume=run / "last.pth", progress=False)
+    raised.evaluator = ScriptedEvaluator([0.2, 0.2])  # 4 evaluations without a better AP: the last epoch
+    metrics = raised.train()
+    assert metrics["stop_reason"] == "completed" and metrics["epochs_done"] == 6
+    assert (metrics["best_AP"], metrics["best_epoch"], len(metrics["history"])) == (0.3, 2, 6)
+
+
+def _clock_jumps_after(trainer, steps: int, seconds: float) -> None:
+    """After ``steps`` optimizer steps, ``seconds`` of the run's time are used up at once."""
+    real_step, calls = trainer.optimizer.step, {"n": 0}
+
+    def step_then_jump(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == steps:
+            trainer.wall_time += seconds
+        return out
+
+    trainer.optimizer.step = step_then_jump
+
+
+def test_time_limit_stops_mid_epoch_with_a_checkpoint_and_a_final_evaluation(tmp_path, shapes):
+    cfg_path = write_config(tmp_path, shapes, epochs=3, eval_interval=1000, time_limit=0.5)
+    run = tmp_path / "run"
+    trainer = Trainer(load_config(cfg_path), run, progress=False)
+    trainer.evaluator = ScriptedEvaluator([0.25])
+    _clock_jumps_after(trainer, 3, 1800.0)  # epoch 2, after its first of two steps
+    metrics = trainer.train()  # returns: no KeyboardInterrupt
+    reason = metrics["stop_reason"]
+    assert reason.startswith("time_limit: 0.5") and "in epoch 2 at image 2 of 4" in reason
+    assert metrics["epochs_done"] == 1 and [h["epoch"] for h in metrics["history"]] == [1.5]
+    assert metrics["wall_time_s"] >= 1800 and (run / "metrics.json").is_file() and (run / "best.pth").is_file()
+    last = load_checkpoint(run / "last.pth")
+    assert (last["epoch"], last["extra"]["images_in_epoch"], last["extra"]["eval_pending"]) == (1, 2, False)
+    assert last["extra"]["wall_time"] >= 1800
+
+    # The budget is the run's: resumed as it is, the run is done; with more time it goes on from image 2.
+    again = Trainer(load_config(cfg_path), run, resume=run / "last.pth", progress=False)
+    again.evaluator = ScriptedEvaluator([])
+    assert again.train()["stop_reason"].startswith("time_limit") and again.iteration == 3
+    more = Trainer(load_config(cfg_path, ["train.time_limit=1"]), run, resume=run / "last.pth", progress=False)
+    more.evaluator = ScriptedEvaluator([0.5])
+    metrics = more.train()
+    assert metrics["stop_reason"] == "completed" and metrics["epochs_done"] == 3 and more.iteration == 6
+    assert [h["epoch"] for h in metrics["history"]] == [1.5, 3]
+
+
+def test_cli_time_limit_exits_normally_and_a_resume_without_it_finishes(tmp_path, shapes):
+    cfg = write_config(tmp_path, shapes, epochs=2, time_limit=1e-7)  # spent before the first step
+    out = tmp_path / "run"
+    stopped = run_train("--config", cfg, "--out", out)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert "stopped early, time_limit" in stopped.stderr and "Traceback" not in stopped.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_reason"].startswith("time_limit") and metrics["epochs_done"] == 0
+    assert [h["epoch"] for h in metrics["history"]] == [0] and (out / "last.pth").is_file()
+    done = run_train("--resume", out, "--opts", "train.time_limit=null")
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "completed" and metrics["epochs_done"] == 2
+    assert "train.time_limit" in (out / "resumes.yaml").read_text()
+
+
+def _batchnorms(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("freeze, frozen_stages", [(3, 3), ("backbone", 6)])
+def test_frozen_stages_stay_bit_identical_in_the_model_and_the_ema(tmp_path, shapes, freeze, frozen_stages):
+    cfg = load_config(write_config(tmp_path, shapes, epochs=1, ema=True, freeze=freeze))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    stages = trainer.model.backbone.stage_modules()
+    frozen, trained = stages[:frozen_stages], stages[frozen_stages:] + [trainer.model.head]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in frozen + trained]
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for m in frozen for p in m.parameters()}
+    assert all(id(p) in optimized for m in trained for p in m.parameters())
+    trainer.train()
+    trainer.model.train()  # as every epoch starts: the frozen BatchNorm layers stay in eval mode
+    assert all(not bn.training for m in frozen for bn in _batchnorms(m))
+    assert all(bn.training for m in trained for bn in _batchnorms(m))
+    ema_stages = trainer.ema.module.backbone.stage_modules()
+    for k, module in enumerate(frozen):  # weights and running statistics, in the model and in its EMA
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, before[k][name]), name
+            assert torch.equal(ema_stages[k].state_dict()[name], before[k][name]), name
+    for k, module in enumerate(trained, start=len(frozen)):
+        assert any(not torch.equal(p, before[k][n]) for n, p in module.named_parameters()), k  # they did train
+    assert "frozen: " in (tmp_path / "run" / "train.log").read_text()

@@ -11,7 +11,8 @@ model, the validation set, and the input size and normalisation it was trained w
 given as well must build the same model. Prints the COCO table and per-class AP; ``--json`` writes
 the numbers (fractions 0-1, null where the data has nothing of that kind), ``--dets`` the
 detections in COCO results format. ``--testdev`` (or an annotation file without annotations) only
-writes the detections, e.g. for the COCO test-dev server.
+writes the detections, e.g. for the COCO test-dev server. ``--opts test.coco_backend=faster`` scores
+with faster-coco-eval instead of pycocotools: the same numbers, in a fraction of the time on large sets.
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def load_weights(model: nn.Module, path: Path) -> str:
 
 def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
     """The numbers worth keeping (no text tables); NaN becomes null when written."""
-    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "voc", "testdev",
-            "dets_path"]
+    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "coco_backend",
+            "voc", "testdev", "dets_path"]
     return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
 
 

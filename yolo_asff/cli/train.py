@@ -10,7 +10,13 @@ in an ``--out`` that holds a run, moving the old one aside. ``--resume`` continu
 or a checkpoint, with the config saved with it; ``--opts`` (or ``--config``) may then change only what
 is safe mid-run (epochs, intervals, logging, workers, batch size and accumulation, device), and the
 change is recorded in ``resumes.yaml``. ``--weights`` starts from a checkpoint or a Darknet file
-(``darknet53.conv.74``), skipping tensors of another shape (another class count).
+(``darknet53.conv.74``), skipping tensors of another shape (another class count); ``train.freeze``
+keeps the backbone, or its first stages, as loaded.
+
+``train.patience`` (evaluations without a better AP) and ``train.time_limit`` (hours of the whole run)
+end a run early with exit status 0, ``last.pth`` saved, a final evaluation and ``metrics.json`` saying
+why (``stop_reason``). Resuming it continues only with the budget raised:
+``--resume runs/NAME --opts train.time_limit=12``. SIGTERM or Ctrl-C save and exit with status 130.
 """
 from __future__ import annotations
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .checkpoint import unwrap_model
 
-__all__ = ["ModelEMA"]
+__all__ = ["ModelEMA", "untrained_names"]
 
 
 def _copy_all(dst: List[Tensor], src: List[Tensor]) -> None:
@@ -22,12 +22,27 @@ def _copy_all(dst: List[Tensor], src: List[Tensor]) -> None:
             d.copy_(s)
 
 
+def untrained_names(model: nn.Module) -> Set[str]:
+    """The state_dict names of what does not train: parameters without ``requires_grad``, and the
+    buffers (BatchNorm statistics) of layers whose parameters all are such (a frozen layer)."""
+    names: Set[str] = set()
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        params = list(module.named_parameters(recurse=False))
+        frozen = [name for name, p in params if not p.requires_grad]
+        names.update(prefix + name for name in frozen)
+        if params and len(frozen) == len(params):
+            names.update(prefix + name for name, _ in module.named_buffers(recurse=False))
+    return names
+
+
 class ModelEMA:
     """An EMA copy of a model: ``ema = d·ema + (1 − d)·model`` after every optimizer step.
 
     The decay ramps up as ``decay · (1 − exp(−updates / ramp))`` so the average is not
     dominated by the random initial weights early in training. Buffers (BN statistics)
-    are copied, floating-point ones averaged the same way.
+    are copied, floating-point ones averaged the same way; what does not train (the
+    weights and statistics of frozen layers, :func:`untrained_names`) is copied as it is.
 
     :meth:`update` works on lists of the live tensors of both models, collected on the
     first update (and again when it is given another model, or after :meth:`load_state_dict`),
@@ -59,11 +74,15 @@ class ModelEMA:
 
         ``keep_vars=True`` gives the Parameter and buffer objects themselves, so the lists
         follow in-place changes (optimizer steps, ``load_state_dict``) without being rebuilt.
+        Tensors that do not train (:func:`untrained_names`) are copied rather than averaged:
+        ``d·x + (1 − d)·x`` is not always ``x`` in floating point, and frozen weights must stay
+        bit-identical in the EMA too.
         """
         source_state = source.state_dict(keep_vars=True)
+        untrained = untrained_names(source)
         self._ema_float, self._src_float, self._ema_other, self._src_other = [], [], [], []
         for name, value in self.module.state_dict(keep_vars=True).items():
-            if value.dtype.is_floating_point:
+            if value.dtype.is_floating_point and name not in untrained:
                 self._ema_float.append(value)
                 self._src_float.append(source_state[name])
             else:

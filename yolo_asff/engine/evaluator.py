@@ -8,13 +8,12 @@ are mapped back to original-image pixels and written in COCO results format with
 dataset's own category ids. ``data.format: coco`` is scored by pycocotools against the
 annotation file itself; ``data.format: voc`` by the VOC protocol (:mod:`.voc_eval`), with
 pycocotools on an in-memory copy of the ground truth for the size and recall breakdown.
-Under torch.distributed every rank runs its share of the images, rank 0 scores, and
+``test.coco_backend: faster`` scores with faster-coco-eval instead, to the same numbers
+(:mod:`.coco_api`). Under torch.distributed every rank runs its share of the images, rank 0 scores, and
 every rank returns the same numbers.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from ..data.transforms import unletterbox_boxes
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 from .checkpoint import unwrap_model
+from .coco_api import as_backend, build_coco, check_backend, evaluate_bbox, load_results
 from .dist import all_gather_objects, broadcast_object, is_distributed, is_main_process
 from .postprocess import postprocess
 from .voc_eval import VocMetrics, voc_evaluate
@@ -45,6 +45,9 @@ __all__ = [
 
 # The 12 numbers of COCOeval.summarize(), in its order.
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+# How reports name each test.coco_backend.
+BACKEND_NAMES = {"pycocotools": "pycocotools", "faster": "faster-coco-eval"}
 
 # Detections of one image as rows x1, y1, x2, y2 (original pixels), score, class index: (n, 6) float32.
 ImageDetections = np.ndarray
@@ -92,20 +95,11 @@ def write_coco_results(results: List[Dict[str, Any]], path: os.PathLike | str) -
 # ----------------------------------------------------------------------------- scoring
 
 
-def _pycocotools():
-    """``(COCO, COCOeval)`` from pycocotools, or an error saying how to install it."""
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError as exc:
-        raise RuntimeError("evaluation needs pycocotools: .venv/bin/pip install pycocotools") from exc
-    return COCO, COCOeval
-
-
 def coco_gt_from_records(
-    records: Sequence[ImageRecord], class_names: Sequence[str], category_ids: Sequence[int]
+    records: Sequence[ImageRecord], class_names: Sequence[str], category_ids: Sequence[int],
+    backend: str = "pycocotools",
 ) -> Any:
-    """An in-memory pycocotools ``COCO`` ground truth built from image records (any reader).
+    """An in-memory ``COCO`` ground truth (of ``backend``, see :mod:`.coco_api`) built from image records.
 
     Built so that pycocotools' assumptions hold whatever the annotation files held: int image
     and category ids (the records'), annotation ids 1..M (``COCOeval`` takes a matched id of 0 for
@@ -114,7 +108,6 @@ def coco_gt_from_records(
     COCO file's boxes unclipped, with its own areas). Ignored boxes (VOC ``difficult``) become
     ``iscrowd: 1``, pycocotools' only ignore flag.
     """
-    COCO, _ = _pycocotools()
     images, annotations = [], []
     for r in records:
         images.append({"id": int(r.image_id), "width": int(r.width), "height": int(r.height), "file_name": r.name})
@@ -124,12 +117,8 @@ def coco_gt_from_records(
             annotations.append({"id": len(annotations) + 1, "image_id": int(r.image_id),
                                 "category_id": int(category_ids[label]), "bbox": [box[0], box[1], w, h],
                                 "area": float(area), "iscrowd": int(ignore)})
-    coco = COCO()
-    coco.dataset = {"images": images, "annotations": annotations,
-                    "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, class_names)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
+    return build_coco({"images": images, "annotations": annotations,
+                       "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, class_names)]}, backend)
 
 
 def with_source_ids(
@@ -158,17 +147,16 @@ def with_source_ids(
     return out
 
 
-def load_coco_gt(ann_file: os.PathLike | str) -> Any:
-    """A COCO annotation file as a pycocotools ``COCO``, quietly.
+def load_coco_gt(ann_file: os.PathLike | str, backend: str = "pycocotools") -> Any:
+    """A COCO annotation file as a ``COCO`` of ``backend`` (see :mod:`.coco_api`), quietly.
 
     Annotations without ``area`` get the box area and those without ``iscrowd`` get 0
     (COCOeval needs both; files written by other tools often leave them out).
     """
-    COCO, _ = _pycocotools()
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(ann_file))
+    with open(ann_file, "rb") as f:
+        dataset = json.load(f)
     patched = 0
-    for ann in coco.dataset.get("annotations", []):
+    for ann in dataset.get("annotations", []):
         if "area" not in ann or "iscrowd" not in ann:
             ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
             ann.setdefault("iscrowd", 0)
@@ -176,7 +164,7 @@ def load_coco_gt(ann_file: os.PathLike | str) -> Any:
     if patched:
         get_logger("eval").info("%s: %d annotations without area/iscrowd: used the box area and iscrowd 0",
                                 ann_file, patched)
-    return coco
+    return build_coco(dataset, backend)
 
 
 def _nan(value: float) -> float:
@@ -190,52 +178,35 @@ def score_coco(
     category_ids: Sequence[int],
     class_names: Sequence[str],
     image_ids: Optional[Sequence[int]] = None,
+    backend: str = "pycocotools",
 ) -> Dict[str, Any]:
-    """Score COCO results (bbox) with pycocotools' COCOeval.
+    """Score COCO results (bbox) with COCOeval: pycocotools' (the reference) or faster-coco-eval's.
 
     Args:
-        coco_gt: a pycocotools ``COCO`` ground truth (the annotation file, or
-            :func:`coco_gt_from_records`).
+        coco_gt: a ``COCO`` ground truth (:func:`load_coco_gt` of the annotation file, or
+            :func:`coco_gt_from_records`); one of the other backend is converted.
         results: COCO results list (may be empty: every AP is then 0).
         category_ids, class_names: the classes evaluated, contiguous index order.
         image_ids: the images evaluated (default: all in ``coco_gt``).
+        backend: ``pycocotools`` or ``faster`` (``test.coco_backend``; :mod:`.coco_api`).
 
     Returns:
         the 12 COCO numbers (``METRIC_KEYS``, fractions; NaN where the ground truth has
         nothing of that kind), ``per_class`` / ``per_class_AP50`` ``{name: AP}``, and
-        ``summary``, pycocotools' own printed table.
+        ``summary``, pycocotools' printed table (the same text from either backend).
     """
-    COCO, COCOeval = _pycocotools()
-    chatter = io.StringIO()
-    with contextlib.redirect_stdout(chatter):
-        if results:
-            # loadRes adds keys to the dicts it is given: hand it copies.
-            coco_dt = coco_gt.loadRes([dict(r) for r in results])
-        else:  # loadRes fails on an empty list; an empty result set scores 0
-            coco_dt = COCO()
-            coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
-                               "categories": list(coco_gt.dataset.get("categories", []))}
-            coco_dt.createIndex()
-        evaluation = COCOeval(coco_gt, coco_dt, "bbox")
-        evaluation.params.catIds = sorted(int(c) for c in category_ids)
-        if image_ids is not None:
-            evaluation.params.imgIds = sorted(int(i) for i in image_ids)
-        evaluation.evaluate()
-        evaluation.accumulate()
-    summary = io.StringIO()
-    with contextlib.redirect_stdout(summary):
-        evaluation.summarize()
-    get_logger("eval").debug("pycocotools: %s", chatter.getvalue().strip())
-    metrics: Dict[str, Any] = {key: _nan(v) for key, v in zip(METRIC_KEYS, evaluation.stats)}
-    precision = evaluation.eval["precision"]  # (T, R, K, A, M): IoU, recall, class, area, max dets
-    k_of = {c: k for k, c in enumerate(evaluation.params.catIds)}
+    coco_gt = as_backend(coco_gt, backend)
+    scores = evaluate_bbox(coco_gt, load_results(coco_gt, results, backend), category_ids, image_ids, backend)
+    metrics: Dict[str, Any] = {key: _nan(v) for key, v in zip(METRIC_KEYS, scores.stats)}
+    precision = scores.precision  # (T, R, K, A, M): IoU, recall, class, area, max dets
+    k_of = {c: k for k, c in enumerate(scores.cat_ids)}
     per_class, per_class50 = {}, {}
     for name, cat in zip(class_names, category_ids):
         p = precision[:, :, k_of[int(cat)], 0, -1]
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
         p50 = p[0]
         per_class50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")
-    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=summary.getvalue().rstrip())
+    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=scores.summary, coco_backend=backend)
     return metrics
 
 
@@ -279,11 +250,12 @@ def format_report(metrics: Mapping[str, Any]) -> str:
         return f"{metrics.get('num_detections', 0)} detections of {metrics.get('num_images', 0)} images, not scored"
     parts = []
     if metrics.get("metric", "coco") == "coco":
-        parts += ["COCO bbox (pycocotools):", metrics["summary"]]
+        parts += [f"COCO bbox ({BACKEND_NAMES[metrics.get('coco_backend', 'pycocotools')]}):", metrics["summary"]]
     else:
         voc = metrics["voc"]
         parts += [
-            "pycocotools on the same ground truth (difficult or crowd boxes ignored):", metrics["summary"],
+            f"{BACKEND_NAMES[metrics.get('coco_backend', 'pycocotools')]} on the same ground truth (difficult or crowd "
+            "boxes ignored):", metrics["summary"],
             f"VOC mAP@0.5: {voc['mAP50_07']:.4f} (VOC2007 11-point), {voc['mAP50_area']:.4f} (area under the curve); "
             f"mAP@[0.5:0.95] with the VOC protocol: {voc['mAP_area']:.4f}",
             f"AP, AP50, AP75 and per-class AP below use the {'11-point' if metrics['metric'] == 'voc07' else 'area'} "
@@ -312,7 +284,8 @@ class Evaluator:
     The metric is ``test.metric``: ``auto`` scores COCO and YOLO txt data with pycocotools and
     VOC data with the VOC protocol. pycocotools scores against ground truth built in memory
     from the dataset's records (:func:`coco_gt_from_records`), so ids of any form in the files
-    give the same numbers. The loader is built once: call :meth:`evaluate` as often as needed.
+    give the same numbers. ``test.coco_backend`` picks pycocotools or faster-coco-eval (same numbers,
+    :mod:`.coco_api`). The loader is built once: call :meth:`evaluate` as often as needed.
     """
 
     def __init__(
@@ -324,6 +297,8 @@ class Evaluator:
         voc07: Optional[bool] = None,
     ) -> None:
         self.cfg = cfg
+        self.backend = cfg.test.coco_backend
+        check_backend(self.backend)  # a missing package is said now, not after reading the dataset
         self.dataset = dataset if dataset is not None else build_dataset(cfg, "val")
         self.distributed = is_distributed() if distributed is None else distributed
         self.loader = build_dataloader(cfg, "val", dataset=self.dataset, distributed=self.distributed)
@@ -410,10 +385,10 @@ class Evaluator:
     # -- scoring
 
     def _ground_truth(self) -> Any:
-        """pycocotools ground truth, built once from the dataset's records."""
+        """The ``COCO`` ground truth (of ``test.coco_backend``), built once from the dataset's records."""
         if self._coco_gt is None:
             ds = self.dataset
-            self._coco_gt = coco_gt_from_records(ds.records, ds.class_names, ds.category_ids)
+            self._coco_gt = coco_gt_from_records(ds.records, ds.class_names, ds.category_ids, self.backend)
         return self._coco_gt
 
     def _is_testdev(self) -> bool:
@@ -443,7 +418,7 @@ class Evaluator:
         if dets_path:
             write_coco_results(as_written(), dets_path)
         image_ids = [r.image_id for r in ds.records if r.image_id not in unreadable]
-        coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids)
+        coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids, self.backend)
         if self.metric == "coco":
             metrics = {**coco, **base, "metric": "coco"}
         else:

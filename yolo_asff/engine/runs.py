@@ -5,8 +5,8 @@
   needs ``--resume`` (continue it) or ``--force`` (start afresh: the old folder is moved aside to
   ``<folder>.replaced-<time>``, so its log and TensorBoard events never mix with the new run's).
 - A resumed run uses the config saved with it. ``--config`` / ``--opts`` given with ``--resume`` may
-  only change what is safe to change mid-run (:data:`SAFE_ON_RESUME`: length, intervals, logging,
-  workers, batch geometry, device); anything else is refused, naming the keys. The run's
+  only change what is safe to change mid-run (:data:`SAFE_ON_RESUME`: length, early-stopping budgets,
+  intervals, logging, workers, batch geometry, device); anything else is refused, naming the keys. The run's
   ``config.yaml`` is never rewritten: each resume appends a record to ``resumes.yaml``.
 """
 from __future__ import annotations
@@ -38,8 +38,10 @@ SAFE_ON_RESUME = (
     # where the data is (moved to another disk, or grown: the position keeps its fraction of the epoch)
     "data.root", "data.train.ann_file", "data.train.img_dir", "data.val.ann_file", "data.val.img_dir",
     "data.yolo_file", "data.train.splits", "data.val.splits",
+    # when to stop early: budgets of the run (a run stopped on one continues when it is raised)
+    "train.patience", "train.time_limit",
     # evaluation only
-    "test.batch_size", "test.img_size", "test.conf_thresh", "test.nms_thresh", "test.max_det",
+    "test.batch_size", "test.img_size", "test.conf_thresh", "test.nms_thresh", "test.max_det", "test.coco_backend",
     # naming only (a resumed run stays in its folder)
     "runtime.output_dir", "runtime.name",
 )

@@ -4,6 +4,20 @@ A run writes ``out_dir/`` with the resolved ``config.yaml``, ``train.log``, Tens
 events, ``last.pth`` and ``best.pth`` (atomic) and, at the end, ``metrics.json``.
 ``resume`` continues a run exactly where its last checkpoint left it: model, EMA,
 optimizer, GradScaler, epoch, batch within the epoch and the random-number states.
+
+A run ends (``metrics.json``'s ``stop_reason``) when its epochs are done (``completed``), or
+early and cleanly, exit status 0, on one of two budgets of the run as a whole:
+
+- ``train.patience``: N evaluations in a row without a better AP. The count is read from the
+  run's evaluation history (saved with every checkpoint), so it carries over a resume.
+- ``train.time_limit``: hours of wall-clock time spent training and evaluating, summed over
+  every session of the run up to its last checkpoint (saved as ``wall_time``); checked at step
+  boundaries. On expiry ``last.pth`` is saved where training stands, mid-epoch if so, and the
+  weights get a final evaluation.
+
+A resume of a run whose budget is spent only finishes it (``metrics.json`` again, and an
+evaluation if the weights have none): raising ``train.patience`` or ``train.time_limit`` (or
+turning it off) with ``--opts`` continues it. Both are safe to change on resume.
 """
 from __future__ import annotations
 
@@ -29,12 +43,13 @@ from ..models.loss import build_loss
 from ..utils.logging import setup_logging
 from . import dist
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
+from .coco_api import check_backend
 from .ema import ModelEMA
 from ..utils.files import make_dir, write_json
 from .monitor import RunMonitor, Throughput, format_duration
 from .optim import LrSchedule, build_optimizer, scaled_lr
 
-__all__ = ["Trainer", "TrainingError", "load_initial_weights"]
+__all__ = ["Trainer", "TrainingError", "freeze_backbone", "load_initial_weights"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -55,6 +70,25 @@ def load_initial_weights(model: nn.Module, path: PathLike) -> str:
     if loaded.source == "darknet":
         return f"{loaded.darknet_layers} Darknet layers from {path}"
     return f"{loaded.source} weights of {path}: " + loaded.report.summary()
+
+
+def freeze_backbone(model: nn.Module, freeze: Union[None, int, str]) -> str:
+    """Freeze what ``train.freeze`` names in ``model``'s backbone; returns a summary for the log.
+
+    ``None`` or 0: nothing; ``"backbone"``: all of it; K: its first K stages
+    (:meth:`~yolo_asff.models.darknet.StagedBackbone.freeze`: ``requires_grad`` off and BatchNorm
+    kept in eval mode). Call it before building the optimizer (it takes only what trains) and the EMA.
+    """
+    if not freeze:
+        return "nothing frozen"
+    backbone = model.backbone
+    total = len(backbone.stage_modules())
+    stages = total if freeze == "backbone" else int(freeze)
+    backbone.freeze(stages)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    which = "the whole backbone" if stages == total else f"backbone stages 1-{stages} of {total}"
+    return (f"frozen: {which}, {frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters, with "
+            "their BatchNorm statistics")
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -83,7 +117,12 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class _Stop(Exception):
-    """Raised in the loop at a step boundary after a stop request (the position is ``images_in_epoch``)."""
+    """Raised in the loop at a step boundary (the position is ``images_in_epoch``): after a stop request
+    (``signal``) or with the time budget spent (``time_limit``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Trainer:
@@ -117,6 +156,9 @@ class Trainer:
         model = build_model(cfg)  # after init_process_group, so that model.norm=syncbn takes effect
         if weights is not None:  # before the data: a wrong file is found in seconds, not after reading a dataset
             self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
+        # Before DDP, the optimizer and the EMA, which all take the parameters that train at construction.
+        self.frozen = freeze_backbone(model, t.freeze)
+        check_backend(cfg.test.coco_backend)  # a missing package is said now, not at the first evaluation
 
         self.train_set = build_dataset(cfg, "train")
         if self.main:
@@ -160,6 +202,11 @@ class Trainer:
         self._nonfinite_run = 0  # consecutive, across epoch boundaries
         self.train_time = 0.0
         self.train_images = 0
+        self.wall_time = 0.0  # seconds of training and evaluation in earlier sessions (time_limit)
+        self._session_start: Optional[float] = None
+        self._last_eval_at: Optional[float] = None  # the position (_position) of the last evaluation
+        self.stop_reason: Optional[str] = None
+        self._time_agreed = False  # some rank found the time budget spent: every rank stops at the same batch
         self._eval_pending = False  # saved before an evaluation: a resume runs it first
         self.saved_on_stop = False  # a stop request was honoured with a checkpoint (not a second Ctrl-C)
         if resume is not None:
@@ -175,11 +222,11 @@ class Trainer:
         self._stop_agreed = False  # some rank asked: every rank stops at the same batch
         self.monitor.info(
             "training %s on %s: %d images, %d classes, %d process(es) on %s, batch %d x %d process(es) x %d "
-            "accumulation = %d per step, lr %.3g, %s, output %s",
+            "accumulation = %d per step, lr %.3g, %s, %s, output %s",
             cfg.model.arch, cfg.data.root, len(self.train_set), cfg.model.num_classes, self.world, self.device,
             t.batch_size, self.world, self.accumulate, total_batch, self.base_lr,
             {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(self.amp_dtype, "fp32"),
-            self.out_dir,
+            self.frozen, self.out_dir,
         )
 
     # ------------------------------------------------------------------------------ set-up
@@ -240,6 +287,9 @@ class Trainer:
         self.nonfinite_total = int(extra.get("nonfinite_total", 0))
         self.train_time = float(extra.get("train_time", 0.0))
         self.train_images = int(extra.get("train_images", 0))
+        # Checkpoints from before time_limit kept only the time of whole training epochs: the nearest there is.
+        self.wall_time = float(extra.get("wall_time", self.train_time))
+        self._last_eval_at = self.history[-1]["epoch"] if self.history else None
         self._eval_pending = bool(extra.get("eval_pending", False))
         rng = extra.get("rng_per_rank", [])
         if self.rank < len(rng):
@@ -300,6 +350,7 @@ class Trainer:
             "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
             "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
             "train_images": self.train_images, "rng_per_rank": rng, "eval_pending": self._eval_pending,
+            "wall_time": self._elapsed(),
         }
         save_checkpoint(self.out_dir / name, self.model, ema=self.ema, optimizer=self.optimizer,
                         scheduler=self.schedule, scaler=self.scaler if self.scaler.is_enabled() else None,
@@ -335,9 +386,11 @@ class Trainer:
             # epoch's end or where a resumed epoch starts; the loss is divided by the window's real length.
             window_start = max(first, batch_index - batch_index % self.accumulate)
             window_end = min(batch_index - batch_index % self.accumulate + self.accumulate, last)
-            stop = self._stop_agreed or (self.world == 1 and self._stop_requested)
-            if stop and batch_index == window_start:
-                raise _Stop()  # at a step boundary: the checkpoint holds whole steps only
+            if batch_index == window_start:  # a step boundary: a checkpoint holds whole steps only
+                if self._stop_agreed or (self.world == 1 and self._stop_requested):
+                    raise _Stop("signal")
+                if self._time_agreed or (self.world == 1 and self._over_time()):
+                    raise _Stop("time_limit")
             lr = self.schedule(self.epoch + self.images_in_epoch / self.dataset_size)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -414,16 +467,20 @@ class Trainer:
         return self._stop_agreed
 
     def _agree(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank; also spreads a stop request to every rank.
+        """Whether the loss is finite on every rank; also spreads a stop request and a spent time budget
+        (each rank reads its own clock) to every rank.
 
         One small all-reduce per batch under torch.distributed, so that all ranks skip the
         same steps and stop at the same batch (anything else would hang DDP).
         """
-        flags = torch.stack([torch.isfinite(loss).float(), torch.tensor(-float(self._stop_requested), device=loss.device)])
+        over_time = self.world > 1 and self._over_time()
+        flags = torch.cat([torch.isfinite(loss).float().reshape(1),
+                           torch.tensor([-float(self._stop_requested), -float(over_time)], device=loss.device)])
         if self.world > 1:
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
-        finite, stop = flags.tolist()
+        finite, stop, time_up = flags.tolist()
         self._stop_agreed = self._stop_agreed or stop < 0
+        self._time_agreed = self._time_agreed or time_up < 0
         return finite > 0
 
     def _log_window(self, batch_index: int, n: int, sums: Dict[str, Any], lr: float, size: int, rate: float) -> None:
@@ -456,14 +513,22 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - an evaluation never costs the run; the log keeps the traceback
             record = None
             self.monitor.exception(
-                "evaluation after epoch %d failed (%s: %s); training goes on and %s is saved (the traceback is in "
+                "evaluation after epoch %g failed (%s: %s); training goes on and %s is saved (the traceback is in "
                 "train.log). Check the validation data with tools/check_dataset.py",
-                self.epoch, type(exc).__name__, exc, self.out_dir / "last.pth")
+                self._position(), type(exc).__name__, exc, self.out_dir / "last.pth")
         self._eval_pending = False
+        self._last_eval_at = self._position()
         if record is not None and record.get("AP", -1.0) > self.best["AP"]:
-            self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self.epoch}
+            self.best = {"AP": record.get("AP", 0.0), "AP50": record.get("AP50", 0.0), "epoch": self._position()}
             self._save("best.pth")
         self._save("last.pth")
+
+    def _position(self) -> Union[int, float]:
+        """Where training stands in epochs: completed epochs (an int), plus the fraction of the current one
+        after a stop mid-epoch (a float, e.g. 10.42). Evaluations are recorded under it."""
+        if not self.images_in_epoch:
+            return self.epoch
+        return round(self.epoch + self.images_in_epoch / self.dataset_size, 4)
 
     def _evaluate(self) -> Dict[str, Any]:
         from .evaluator import Evaluator
@@ -472,9 +537,10 @@ class Trainer:
             self.evaluator = Evaluator(self.cfg)
         model = self.ema.module if self.ema is not None else self.model
         results = self.evaluator.evaluate(model, progress=self.monitor.progress)
-        record = {"epoch": self.epoch, **{k: float(results[k]) for k in ("AP", "AP50", "AP75") if k in results}}
+        record = {"epoch": self._position(),
+                  **{k: float(results[k]) for k in ("AP", "AP50", "AP75") if k in results}}
         self.history.append(record)
-        self.monitor.info("evaluation after epoch %d: AP %.4f, AP50 %.4f", self.epoch, record.get("AP", 0.0),
+        self.monitor.info("evaluation after epoch %g: AP %.4f, AP50 %.4f", record["epoch"], record.get("AP", 0.0),
                           record.get("AP50", 0.0))
         self.monitor.scalars({f"val/{k}": v for k, v in record.items() if k != "epoch"}, self.iteration)
         if self.main:
@@ -507,6 +573,59 @@ class Trainer:
         # Drawn in the letterboxed input frame, as the model saw it.
         self.monitor.image("val/predictions", image_grid(pictures, columns=2), self.iteration)
 
+    # ------------------------------------------------------------------------------ budgets
+    def _elapsed(self) -> float:
+        """Seconds of training and evaluation of the whole run: earlier sessions' and this one's so far."""
+        now = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
+        return self.wall_time + now
+
+    def _over_time(self, elapsed: Optional[float] = None) -> bool:
+        """Whether ``elapsed`` seconds (default: the run's so far, :meth:`_elapsed`) spend train.time_limit."""
+        limit = self.cfg.train.time_limit
+        return limit is not None and (self._elapsed() if elapsed is None else elapsed) >= limit * 3600.0
+
+    def _evals_since_best(self) -> int:
+        """Evaluations since the one that gave the best AP (all of them while none has given one)."""
+        return sum(1 for h in self.history if h["epoch"] > self.best["epoch"])
+
+    def _patience_spent(self) -> bool:
+        patience = self.cfg.train.patience
+        return bool(patience) and self._evals_since_best() >= patience
+
+    def _patience_reason(self) -> str:
+        n = self._evals_since_best()
+        return (f"patience: no better AP in {n} evaluation{'s' * (n != 1)} since epoch {self.best['epoch']:g} "
+                f"(best AP {max(self.best['AP'], 0.0):.4f}; train.patience={self.cfg.train.patience})")
+
+    def _time_reason(self) -> str:
+        where = (f"after epoch {self.epoch}" if not self.images_in_epoch else
+                 f"in epoch {self.epoch + 1} at image {self.images_in_epoch} of {self.dataset_size}")
+        return (f"time_limit: {self._elapsed() / 3600:.3g} h used of the {self.cfg.train.time_limit:g} h of "
+                f"train.time_limit, stopped {where}")
+
+    def _spent_on_start(self) -> Optional[str]:
+        """Why a resumed run has nothing left to train (a budget spent already), or None."""
+        if self.epoch >= self.cfg.train.epochs:
+            return None
+        if self._patience_spent():
+            return self._patience_reason()
+        # Earlier sessions' time only: the same number on every rank (their clocks would each decide alone).
+        if self._over_time(self.wall_time):
+            return self._time_reason()
+        return None
+
+    def _finish_early(self, reason: str) -> None:
+        """A budget is spent: evaluate the weights where training stands, saving ``last.pth`` before and after,
+        unless they were evaluated there already (and so saved there, no step since)."""
+        self.stop_reason = reason
+        if self._last_eval_at != self._position():
+            self.monitor.info("final evaluation of the weights at epoch %g", self._position())
+            self._eval_pending = True
+            self._save("last.pth")  # before evaluating: a resume after a kill runs the evaluation first
+            self._evaluate_and_save()
+        self.monitor.warning("stopped early, %s; %s is saved. Raise train.%s (or set it to null) with "
+                             "--resume --opts to continue", reason, self.out_dir / "last.pth", reason.split(":")[0])
+
     # ------------------------------------------------------------------------------ public
     def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:  # noqa: ARG002
         """Stop at the next step boundary and save (SIGTERM, first Ctrl-C); a second Ctrl-C stops at once."""
@@ -521,53 +640,71 @@ class Trainer:
         """Run (or finish) the schedule; returns what ``metrics.json`` holds.
 
         SIGTERM or Ctrl-C save ``last.pth`` at the next step boundary and raise
-        KeyboardInterrupt; ``--resume`` continues from exactly there.
+        KeyboardInterrupt; ``--resume`` continues from exactly there. ``train.patience`` and
+        ``train.time_limit`` end the run early but normally (see the module's docstring).
         """
         t = self.cfg.train
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, self.request_stop)
+        self._session_start = time.perf_counter()
         try:
             if self._eval_pending:  # the run stopped during an evaluation: do it now
-                self.monitor.info("running the evaluation of epoch %d that the last run did not finish", self.epoch)
+                self.monitor.info("running the evaluation of epoch %g that the last run did not finish",
+                                  self._position())
                 self._evaluate_and_save()
-            while self.epoch < t.epochs:
+            spent = self._spent_on_start()
+            if spent:
+                self._finish_early(spent)
+            while self.stop_reason is None and self.epoch < t.epochs:
                 try:
                     self._train_epoch()
-                except _Stop:
+                except _Stop as stop:
                     self.monitor.end_epoch()
+                    if stop.reason == "time_limit":
+                        self._finish_early(self._time_reason())
+                        break
                     self._save("last.pth")
                     self.saved_on_stop = True
                     self.monitor.warning("interrupted: saved %s at epoch %d, image %d of %d; continue with --resume",
                                          self.out_dir / "last.pth", self.epoch + 1, self.images_in_epoch,
                                          self.dataset_size)
                     raise KeyboardInterrupt from None
-                self.epoch += 1  # from here on, self.epoch counts completed epochs
-                evaluate = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
-                stop = self._stop_after_epoch()
-                if evaluate or self.epoch % t.save_interval == 0 or stop:
-                    # Before evaluating, so that an evaluation that fails or is killed never costs the epoch.
-                    self._eval_pending = evaluate
-                    self._save("last.pth")
-                if evaluate:
-                    self._evaluate_and_save()
-                if stop and self.epoch < t.epochs:
-                    self.saved_on_stop = True
-                    self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
-                                         self.out_dir / "last.pth", self.epoch)
-                    raise KeyboardInterrupt
+                self._end_of_epoch()
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.monitor.close()
+        self.stop_reason = self.stop_reason or "completed"
         metrics = self._metrics()
         if self.main:
             write_json(self.out_dir / "metrics.json", metrics)
-            self.monitor.info("done: %d epochs, best AP %.4f / AP50 %.4f (epoch %d), %.1f train images/s; %s",
-                              metrics["epochs_done"], metrics["best_AP"], metrics["best_AP50"],
-                              metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
+            self.monitor.info("done (%s): %d epochs, best AP %.4f / AP50 %.4f (epoch %g), %.1f train images/s; %s",
+                              self.stop_reason.split(":")[0], metrics["epochs_done"], metrics["best_AP"],
+                              metrics["best_AP50"], metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
         return metrics
+
+    def _end_of_epoch(self) -> None:
+        """Count the epoch, save, evaluate when due, and stop on patience or on a stop request."""
+        t = self.cfg.train
+        self.epoch += 1  # from here on, self.epoch counts completed epochs
+        evaluate = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
+        stop = self._stop_after_epoch()
+        if evaluate or self.epoch % t.save_interval == 0 or stop:
+            # Before evaluating, so that an evaluation that fails or is killed never costs the epoch.
+            self._eval_pending = evaluate
+            self._save("last.pth")
+        if evaluate:
+            self._evaluate_and_save()
+            if self.epoch < t.epochs and self._patience_spent():
+                self._finish_early(self._patience_reason())  # evaluated and saved just now: nothing more to do
+                return
+        if stop and self.epoch < t.epochs:
+            self.saved_on_stop = True
+            self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
+                                 self.out_dir / "last.pth", self.epoch)
+            raise KeyboardInterrupt
 
     def _metrics(self) -> Dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -581,6 +718,8 @@ class Trainer:
             "train_images_per_s": self.train_images / self.train_time if self.train_time > 0 else 0.0,
             "train_time_s": self.train_time,
             "nonfinite_steps_skipped": self.nonfinite_total,
+            "stop_reason": self.stop_reason,
+            "wall_time_s": self._elapsed(),
             "history": self.history,
             "train_loss": self.loss_history,
             "processes": self.world,

@@ -8,15 +8,54 @@ from torch import Tensor, nn
 
 from .blocks import ConvFactory, ResidualUnit, scale_channels
 
-__all__ = ["Darknet53", "TinyDarknet"]
+__all__ = ["Darknet53", "StagedBackbone", "TinyDarknet"]
 
 # (channels, residual units) of Darknet-53's five downsampling stages (SPEC section 1).
 DARKNET53_STAGES: Tuple[Tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
 
 
-class Darknet53(nn.Module):
+class StagedBackbone(nn.Module):
+    """A backbone made of stages run in order, whose first ones can be frozen for fine-tuning.
+
+    :meth:`freeze` stops the gradient of the first ``k`` stages (``requires_grad`` off) and keeps
+    their BatchNorm layers in eval mode through every later ``train()`` call, so that their
+    running statistics stay those of the pre-trained weights (mmdetection's ``frozen_stages`` with
+    ``norm_eval`` on those stages). Subclasses list their stages in :meth:`stage_modules`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen_stages = 0
+
+    def stage_modules(self) -> List[nn.Module]:
+        """The stages, input side first; together they hold every parameter of the backbone."""
+        raise NotImplementedError
+
+    def freeze(self, stages: int) -> None:
+        """Freeze the first ``stages`` stages (0: none; ``len(stage_modules())``: the whole backbone).
+
+        Raises:
+            ValueError: ``stages`` is not between 0 and the number of stages.
+        """
+        modules = self.stage_modules()
+        if not 0 <= stages <= len(modules):
+            raise ValueError(f"{type(self).__name__} has {len(modules)} stages; cannot freeze {stages}")
+        self.frozen_stages = stages
+        for module in modules[:stages]:
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "StagedBackbone":
+        super().train(mode)
+        for module in self.stage_modules()[:self.frozen_stages]:
+            module.eval()
+        return self
+
+
+class Darknet53(StagedBackbone):
     """Darknet-53: stem CBL(3, 1, 32) and five stages of CBL(3, 2, c) + n residual units.
 
+    Its :meth:`stage_modules` are six: the stem and the five downsampling stages.
     ``forward(x)`` with ``x`` of shape ``(B, 3, H, W)``, H and W multiples of 32,
     returns ``[C3, C4, C5]``: ``(B, 256w, H/8, W/8)``, ``(B, 512w, H/16, W/16)``,
     ``(B, 1024w, H/32, W/32)`` where ``w`` is the width multiplier.
@@ -35,6 +74,9 @@ class Darknet53(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.out_channels: Tuple[int, int, int] = tuple(scale_channels(c, width) for c, _ in DARKNET53_STAGES[2:])
 
+    def stage_modules(self) -> List[nn.Module]:
+        return [self.stem, *self.stages]
+
     def forward(self, x: Tensor) -> List[Tensor]:
         x = self.stem(x)
         outputs = []
@@ -45,11 +87,12 @@ class Darknet53(nn.Module):
         return outputs
 
 
-class TinyDarknet(nn.Module):
+class TinyDarknet(StagedBackbone):
     """The YOLOv3-tiny trunk (Darknet ``yolov3-tiny.cfg`` layers 0–12).
 
     Seven 3×3 CBLs (16 … 1024) with max-pools between them; the sixth pool has
-    size 2 and stride 1 (padded right and bottom) so the stride stays 32.
+    size 2 and stride 1 (padded right and bottom) so the stride stays 32. Its
+    :meth:`stage_modules` are the seven CBLs.
     ``forward(x)`` returns ``[T8, T12]``: ``(B, 256w, H/16, W/16)`` and
     ``(B, 1024w, H/32, W/32)``.
     """
@@ -59,6 +102,9 @@ class TinyDarknet(nn.Module):
         widths = [scale_channels(c, width) for c in (16, 32, 64, 128, 256, 512, 1024)]
         self.convs = nn.ModuleList(conv(cin, cout, 3) for cin, cout in zip([3] + widths[:-1], widths))
         self.out_channels: Tuple[int, int] = (widths[4], widths[6])
+
+    def stage_modules(self) -> List[nn.Module]:
+        return list(self.convs)
 
     def forward(self, x: Tensor) -> List[Tensor]:
         for i in range(5):
