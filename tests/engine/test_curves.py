@@ -54,7 +54,8 @@ def generated_case(root: Path, images: int = 40, seed: int = 0):
                                 "score": float(rng.uniform(0.05, 1.0))})
         for _ in range(int(rng.integers(0, 3))):  # false positives
             w, h = rng.uniform(10, 100, 2)
-            results.append({"image_id": image_id, "bbox": [float(rng.uniform(0, 500)), float(rng.uniform(0, 380)), w, h],
+            x, y = rng.uniform(0, 500), rng.uniform(0, 380)
+            results.append({"image_id": image_id, "bbox": [float(x), float(y), w, h],
                             "category_id": int(rng.choice(CATEGORY_IDS)), "score": float(rng.uniform(0.0, 0.7))})
     for _ in range(150):
         results.append({"image_id": 1, "bbox": list(rng.uniform(0, 300, 4)), "category_id": 3,
@@ -101,7 +102,8 @@ def test_f1_against_confidence_and_the_best_threshold():
     matches = [ClassMatches(np.array([0.9, 0.8, 0.6, 0.3, 0.2, 0.1]), np.array([1, 1, 0, 1, 0, 0], bool), 3, 2),
                ClassMatches(np.array([0.7]), np.array([True]), 1, 1),
                ClassMatches(np.array([0.5]), np.array([False]), 0, 0)]
-    curves = evaluation_curves(matches, NAMES, np.linspace(0, 1, 101), thresholds=np.array([0.0, 0.5, 0.65, 0.75, 0.95]))
+    thresholds = np.array([0.0, 0.5, 0.65, 0.75, 0.95])
+    curves = evaluation_curves(matches, NAMES, np.linspace(0, 1, 101), thresholds=thresholds)
     np.testing.assert_allclose(curves.precision_at[0], [0.5, 2 / 3, 1.0, 1.0, 0.0])
     np.testing.assert_allclose(curves.recall_at[0], [1.0, 2 / 3, 2 / 3, 2 / 3, 0.0])
     np.testing.assert_allclose(curves.f1_at[1], [1.0, 1.0, 1.0, 0.0, 0.0])
@@ -153,8 +155,9 @@ def test_the_evaluator_reports_the_table_and_the_matrix_from_the_same_matching(t
     assert table[0]["instances"] == sum(len(r.labels) for r in dataset.records) == curves.num_gt.sum()
     assert table[0]["AP50"] == metrics["AP50"] and table[0]["images"] == len(dataset)
     for row in table[1:]:
-        assert row["AP50"] == metrics["per_class_AP50"][row["class"]] and row["AP"] == metrics["per_class"][row["class"]]
-        assert row["images"] == sum(row["class"] in [CLASSES[i] for i in r.labels] for r in dataset.records)
+        name = row["class"]
+        assert row["AP50"] == metrics["per_class_AP50"][name] and row["AP"] == metrics["per_class"][name]
+        assert row["images"] == sum(name in [CLASSES[i] for i in r.labels] for r in dataset.records)
     counts = np.array(metrics["confusion_matrix"]["counts"])
     assert metrics["confusion_matrix"]["classes"] == [*CLASSES, "background"]
     # every object is in its row once: found (any class) or missed
@@ -210,3 +213,25 @@ def test_the_validation_loss_is_the_training_loss_of_the_eval_forward(tmp_path):
     assert val["total"] == pytest.approx(sum(float(v) for v in terms.values()), rel=1e-5)
     # a model without a head (the oracle) is scored all the same, without a loss
     assert "val_loss" not in Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset), progress=False, loss_fn=loss_fn)
+
+
+def test_the_ap_stands_when_the_curves_cannot_be_made(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from yolo_asff.engine import evaluator as evaluator_module
+    from yolo_asff.engine.curves import coco_matches
+
+    # a COCOeval that keeps its per-image matches out of Python (faster-coco-eval's C++ one does)
+    with pytest.raises(ValueError, match="no per-image matches"):
+        coco_matches(SimpleNamespace(params=SimpleNamespace(iouThrs=np.array([0.5])), evalImgs=None))
+    write_tiny_coco(tmp_path)
+    cfg = load_config(write_config(tmp_path))
+    dataset = build_dataset(cfg, "val")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing board on fire")
+
+    monkeypatch.setattr(evaluator_module, "confusion_matrix", broken)
+    metrics = Evaluator(cfg, dataset).evaluate(oracle_for(cfg, dataset), progress=False)
+    assert metrics["AP"] == pytest.approx(1.0) and "per_class_table" not in metrics
+    assert "per-class AP (%):" in format_report(metrics)

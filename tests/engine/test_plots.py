@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.test_trainer import shapes, write_config  # noqa: F401 - shapes: the module fixture
+from tests.engine.test_trainer import write_config, write_shapes_dataset
 from yolo_asff.config import load_config
 from yolo_asff.engine.checkpoint import load_checkpoint
 from yolo_asff.engine.plots import EVALUATION_PLOTS, results_table, write_labels_plot, write_results
@@ -21,6 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = {"PR_curve": CURVE_SIZE, "F1_curve": CURVE_SIZE, "confusion_matrix": CONFUSION_SIZE,
          "confusion_matrix_normalized": CONFUSION_SIZE}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"))
 
 
 def read_csv(path):

@@ -61,14 +61,19 @@ def coco_matches(evaluation: Any, iou: float = MATCH_IOU) -> Dict[int, ClassMatc
 
     Reads ``evalImgs`` (area ``all``, ``maxDets[-1]`` detections per image) as ``accumulate()``
     does: detections of all images sorted by descending score (a stable sort, as pycocotools'),
-    those pycocotools ignores (matched to a crowd box) left out.
+    those pycocotools ignores (matched to a crowd box) left out. No images (``evalImgs`` empty):
+    every category without matches.
 
     Raises:
-        ValueError: ``iou`` is not one of ``params.iouThrs``, or ``evaluate()`` has not run.
+        ValueError: ``iou`` is not one of ``params.iouThrs``; or no per-image matches to read:
+            ``evaluate()`` has not run, or the evaluator keeps none in Python (faster-coco-eval's
+            ``COCOeval_faster`` keeps them in C++).
     """
     p = evaluation.params
-    if not getattr(evaluation, "evalImgs", None):
-        raise ValueError("COCOeval.evaluate() must run first (evalImgs is empty)")
+    evaluated = getattr(evaluation, "evalImgs", None)
+    if not isinstance(evaluated, list):
+        raise ValueError(f"{type(evaluation).__name__} holds no per-image matches (evalImgs) after evaluate(): "
+                         "the curves need pycocotools' COCOeval")
     t = np.flatnonzero(np.isclose(p.iouThrs, iou))
     if not t.size:
         raise ValueError(f"IoU {iou} is not one of the evaluation's thresholds {list(p.iouThrs)}")
@@ -78,7 +83,7 @@ def coco_matches(evaluation: Any, iou: float = MATCH_IOU) -> Dict[int, ClassMatc
     out = {}
     for k, cat in enumerate(p.catIds):
         start = (k * num_areas + area) * num_images
-        entries = [e for e in evaluation.evalImgs[start:start + num_images] if e is not None]
+        entries = [e for e in evaluated[start:start + num_images] if e is not None]
         out[int(cat)] = _class_matches(entries, t)
     return out
 
@@ -182,8 +187,8 @@ class EvaluationCurves:
         i, valid = self.best_index, self.has_gt
         if not valid.any():
             return {"precision": float("nan"), "recall": float("nan"), "F1": float("nan")}
-        return {"precision": float(self.precision_at[valid, i].mean()), "recall": float(self.recall_at[valid, i].mean()),
-                "F1": float(self.f1_at[valid, i].mean())}
+        return {"precision": float(self.precision_at[valid, i].mean()),
+                "recall": float(self.recall_at[valid, i].mean()), "F1": float(self.f1_at[valid, i].mean())}
 
 
 def evaluation_curves(

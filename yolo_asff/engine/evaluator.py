@@ -207,7 +207,8 @@ def score_coco(
         nothing of that kind), ``per_class`` / ``per_class_AP50`` ``{name: AP}``,
         ``summary``, pycocotools' own printed table, and ``curves``, the
         :class:`~yolo_asff.engine.curves.EvaluationCurves` of pycocotools' matching at IoU 0.5
-        (no confusion matrix: that needs the detections, see :meth:`Evaluator.score`).
+        (no confusion matrix: that needs the detections, see :meth:`Evaluator.score`; None,
+        with a warning, where the matches cannot be read).
     """
     COCO, COCOeval = _pycocotools()
     chatter = io.StringIO()
@@ -239,10 +240,19 @@ def score_coco(
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
         p50 = p[0]
         per_class50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")
-    matches = coco_matches(evaluation)
-    curves = evaluation_curves([matches[int(c)] for c in category_ids], class_names, evaluation.params.recThrs)
-    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=summary.getvalue().rstrip(), curves=curves)
+    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=summary.getvalue().rstrip(),
+                   curves=_curves(evaluation, category_ids, class_names))
     return metrics
+
+
+def _curves(evaluation: Any, category_ids: Sequence[int], class_names: Sequence[str]) -> Optional[EvaluationCurves]:
+    """The curves of ``evaluation``'s matches; None (and a warning) when they cannot be read: the AP stands alone."""
+    try:
+        matches = coco_matches(evaluation)
+    except ValueError as exc:
+        get_logger("eval").warning("no precision-recall curves, per-class table or plots: %s", exc)
+        return None
+    return evaluation_curves([matches[int(c)] for c in category_ids], class_names, evaluation.params.recThrs)
 
 
 def score_voc(
@@ -548,7 +558,12 @@ class Evaluator:
         else:
             metrics = self._voc_metrics(scored, detections, coco, base)
         metrics["dets_path"] = str(dets_path) if dets_path else None
-        metrics.update(self._curves_and_table(coco["curves"], metrics, scored, detections))
+        if coco["curves"] is not None:
+            try:
+                metrics.update(self._curves_and_table(coco["curves"], metrics, scored, detections))
+            except Exception as exc:  # noqa: BLE001 - the table and the plots are never worth the AP
+                self.log.warning("no per-class table or confusion matrix (%s: %s); the AP stands",
+                                 type(exc).__name__, exc, exc_info=True)
         return metrics
 
     def _curves_and_table(

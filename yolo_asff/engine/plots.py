@@ -6,8 +6,10 @@ Every file is rewritten whole, atomically, each time (a reader never sees half a
   ``PR_curve.png``, ``F1_curve.png``, ``confusion_matrix.png``,
   ``confusion_matrix_normalized.png`` (see :mod:`.curves` for what they show);
 - at the start of training: ``labels.jpg``, the training boxes;
-- after every epoch: ``results.csv`` (one row per epoch) and ``results.png``, rewritten from the
-  run's whole history, so that they are right after a resume too.
+- ``results.csv`` (one row per epoch) after every epoch, and ``results.png`` (its curves) after
+  each evaluation (the last epoch always has one), rewritten from the run's whole history, so
+  that they are right after a resume too. The picture waits for evaluations because drawing it
+  takes about half a second, more than a short epoch.
 """
 from __future__ import annotations
 
@@ -151,12 +153,13 @@ def _panels(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> Dict
     return panels
 
 
-def write_results(folder: PathLike, loss_history: Sequence[Mapping[str, Any]],
-                  history: Sequence[Mapping[str, Any]]) -> Tuple[List[str], List[Dict[str, float]]]:
-    """Write ``folder/results.csv`` and ``folder/results.png`` from the whole history; returns the table."""
+def write_results(folder: PathLike, loss_history: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]],
+                  plot: bool = True) -> Tuple[List[str], List[Dict[str, float]]]:
+    """Write ``folder/results.csv`` and (with ``plot``) ``folder/results.png`` from the whole history; returns
+    the table."""
     columns, rows = results_table(loss_history, history)
     text = _csv_text(columns, rows)
     atomic_write(Path(folder) / RESULTS_CSV, lambda f: f.write(text.encode("utf-8")))
-    if rows:
+    if rows and plot:
         write_picture(Path(folder) / RESULTS_PLOT, results_plot([r["epoch"] for r in rows], _panels(columns, rows)))
     return columns, rows

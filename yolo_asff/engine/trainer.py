@@ -2,7 +2,7 @@
 
 A run writes ``out_dir/`` with the resolved ``config.yaml``, ``train.log``, TensorBoard
 events, ``last.pth`` and ``best.pth`` (atomic), its plots (:mod:`.plots`: ``labels.jpg`` at the
-start, the evaluation plots after each evaluation, ``results.csv`` and ``results.png`` after
+start, the evaluation plots and ``results.png`` after each evaluation, ``results.csv`` after
 each epoch) and, at the end, ``metrics.json``.
 ``resume`` continues a run exactly where its last checkpoint left it: model, EMA,
 optimizer, GradScaler, epoch, batch within the epoch and the random-number states.
@@ -478,7 +478,7 @@ class Trainer:
             self.evaluator = Evaluator(self.cfg)
         model = self.ema.module if self.ema is not None else self.model
         results = self.evaluator.evaluate(model, progress=self.monitor.progress, loss_fn=self.loss_fn)
-        keys = ("AP", "AP50", "AP75", "precision", "recall")
+        keys = ("AP", "AP50", "AP75", "precision", "recall", "best_f1_conf")
         record: Dict[str, Any] = {"epoch": self.epoch, **{k: float(results[k]) for k in keys if k in results}}
         if results.get("val_loss"):
             record["val_loss"] = dict(results["val_loss"])
@@ -523,14 +523,15 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - a plot is never worth a run
             self.monitor.warning("could not draw the evaluation plots: %s: %s", type(exc).__name__, exc)
 
-    def _write_results(self) -> None:
-        """``results.csv`` and ``results.png``, rewritten from the whole history (right after a resume too)."""
+    def _write_results(self, plot: bool) -> None:
+        """``results.csv`` (and with ``plot`` ``results.png``), rewritten from the whole history (right after a
+        resume too)."""
         from .plots import write_results
 
         if not self.main:
             return
         try:
-            write_results(self.out_dir, self.loss_history, self.history)
+            write_results(self.out_dir, self.loss_history, self.history, plot)
         except Exception as exc:  # noqa: BLE001 - a plot is never worth a run
             self.monitor.warning("could not write results.csv / results.png: %s: %s", type(exc).__name__, exc)
 
@@ -583,7 +584,7 @@ class Trainer:
             if self._eval_pending:  # the run stopped during an evaluation: do it now
                 self.monitor.info("running the evaluation of epoch %d that the last run did not finish", self.epoch)
                 self._evaluate_and_save()
-                self._write_results()
+                self._write_results(plot=True)
             while self.epoch < t.epochs:
                 try:
                     self._train_epoch()
@@ -604,7 +605,7 @@ class Trainer:
                     self._save("last.pth")
                 if evaluate:
                     self._evaluate_and_save()
-                self._write_results()
+                self._write_results(plot=evaluate or stop)
                 if stop and self.epoch < t.epochs:
                     self.saved_on_stop = True
                     self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
