@@ -218,5 +218,5 @@ def results_plot(epochs: Sequence[float], panels: Mapping[str, Mapping[str, Sequ
             ax.legend(fontsize="x-small")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.2 / rows, top=1 - 0.1 / rows, wspace=0.4, hspace=0.7)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.3 / rows, top=1 - 0.1 / rows, wspace=0.4, hspace=0.7)
     return _picture(fig)
