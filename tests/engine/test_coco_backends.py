@@ -52,3 +52,23 @@ def test_a_missing_faster_coco_eval_says_what_to_install(tmp_path, monkeypatch):
 def test_an_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError, match=r"test.coco_backend.*pycocotools, faster.*did you mean 'faster'"):
         load_config(REPO / "configs" / "builtin.yaml", ["test.coco_backend=fast"])
+
+
+def test_the_faster_backend_keeps_the_curves_and_their_area_is_its_ap50():
+    """faster-coco-eval keeps its matches in C++: the curves come from pycocotools' matching at IoU 0.5,
+    the same as the full evaluation's, so each class's PR area is still the AP50 reported."""
+    from yolo_asff.engine.coco_api import build_coco
+    from yolo_asff.engine.evaluator import score_coco
+
+    data, results = bench_script().synthetic_case(images=120, classes=5, seed=2)
+    cats = [c["id"] for c in data["categories"]]
+    names = [c["name"] for c in data["categories"]]
+    fast = score_coco(build_coco(data), results, cats, names, backend="faster")
+    curves = fast["curves"]
+    assert curves is not None and curves.precision.shape == (len(names), 101)
+    checked = 0
+    for k, name in enumerate(names):
+        if fast["per_class_AP50"][name] == fast["per_class_AP50"][name]:  # a class with ground truth
+            assert abs(float(curves.precision[k].mean()) - fast["per_class_AP50"][name]) <= 0.01, name
+            checked += 1
+    assert checked >= 3

@@ -85,3 +85,28 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     save_checkpoint(tmp_path / "five.pth", other)
     assert eval_tool.main(["--config", str(config), "--weights", str(tmp_path / "five.pth"), "--device", "cpu"]) == 2
     assert "does not fit the model" in capsys.readouterr().err
+
+
+def test_the_plots_go_beside_the_json_or_to_plots(tmp_path, capsys):
+    import cv2
+
+    write_tiny_coco(tmp_path)
+    config = write_config(tmp_path)
+    ckpt = tmp_path / "last.pth"
+    save_checkpoint(ckpt, build_model(load_config(config)), epoch=1)
+    common = ["--config", str(config), "--weights", str(ckpt), "--device", "cpu"]
+    assert eval_tool.main([*common, "--json", str(tmp_path / "out" / "eval.json")]) == 0
+    names = ["PR_curve", "F1_curve", "confusion_matrix", "confusion_matrix_normalized"]
+    for name in names:
+        picture = cv2.imread(str(tmp_path / "out" / f"{name}.png"))
+        assert picture is not None and picture.shape[0] >= 600, name
+    printed = capsys.readouterr().out
+    assert "instances" in printed and "plots: PR_curve.png" in printed
+    metrics = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert [r["class"] for r in metrics["per_class_table"]] == ["all", "cat", "dog", "zebra"]
+    assert metrics["confusion_matrix"]["classes"][-1] == "background" and 0 <= metrics["best_f1_conf"] <= 1
+    assert eval_tool.main([*common, "--plots", str(tmp_path / "pictures")]) == 0
+    assert sorted(p.stem for p in (tmp_path / "pictures").iterdir()) == sorted(names)
+    (tmp_path / "file").write_text("")
+    assert eval_tool.main([*common, "--plots", str(tmp_path / "file")]) == 2
+    assert "--plots folder" in capsys.readouterr().err

@@ -3,15 +3,18 @@
     yolo-asff eval --weights runs/builtin/best.pth              # the config the checkpoint holds
     yolo-asff eval --config builtin --weights runs/builtin/best.pth
         [--size 608] [--conf 0.001] [--nms 0.65] [--batch 8] [--half] [--device cpu|cuda]
-        [--json metrics.json] [--dets detections.json] [--testdev] [--opts key=value ...]
+        [--json metrics.json] [--dets detections.json] [--plots DIR] [--testdev] [--opts key=value ...]
 
 ``--weights`` is a yolo-asff checkpoint (its EMA weights when it has them), a Darknet ``.weights``
 file (then ``--config`` is needed) or an official ASFF release. A checkpoint's own config gives the
 model, the validation set, and the input size and normalisation it was trained with; a ``--config``
-given as well must build the same model. Prints the COCO table and per-class AP; ``--json`` writes
-the numbers (fractions 0-1, null where the data has nothing of that kind), ``--dets`` the
-detections in COCO results format. ``--testdev`` (or an annotation file without annotations) only
-writes the detections, e.g. for the COCO test-dev server. ``--opts test.coco_backend=faster`` scores
+given as well must build the same model. Prints the COCO table and the per-class table (images,
+instances, precision and recall at the best-F1 confidence, AP50, AP); ``--json`` writes the numbers
+(fractions 0-1, null where the data has nothing of that kind), ``--dets`` the detections in COCO
+results format, ``--plots`` (default: the folder of ``--json``) the precision-recall and F1 curves
+and the confusion matrices as ``PR_curve.png``, ``F1_curve.png``, ``confusion_matrix.png`` and
+``confusion_matrix_normalized.png``. ``--testdev`` (or an annotation file without annotations)
+only writes the detections, e.g. for the COCO test-dev server. ``--opts test.coco_backend=faster`` scores
 with faster-coco-eval instead of pycocotools: the same numbers, in a fraction of the time on large sets.
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 from ..engine.checkpoint import load_weights_file
 from ..engine.loading import model_for_weights
 from ..engine.evaluator import METRIC_KEYS, Evaluator, format_report
+from ..engine.plots import write_evaluation_plots
 from ..engine.predictor import resolve_device
 from ..utils.cli import UserError, tool_main
 from ..utils.files import check_writable, write_json
@@ -63,7 +67,8 @@ def load_weights(model: nn.Module, path: Path) -> str:
 def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
     """The numbers worth keeping (no text tables); NaN becomes null when written."""
     keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "coco_backend",
-            "voc", "testdev", "dets_path"]
+            "voc", "testdev", "dets_path", "best_f1_conf", "precision", "recall", "F1", "per_class_table",
+            "confusion_matrix"]
     return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
 
 
@@ -74,6 +79,9 @@ def evaluate(args: argparse.Namespace) -> int:
     for path, what in ((args.json, "--json file"), (args.dets, "--dets file")):
         if path:
             check_writable(path, what)
+    plots = args.plots or (str(Path(args.json).parent) if args.json else None)
+    if plots:
+        check_writable(plots, "--plots folder", folder=True)
     setup_logging()
     get_logger("eval").setLevel(logging.WARNING)  # the report is printed below, not logged twice
     ready = model_for_weights(weights, args.config, config_opts(args))
@@ -95,6 +103,9 @@ def evaluate(args: argparse.Namespace) -> int:
         out = metrics_json(metrics, {"weights": str(weights), "weights_used": loaded, "config": args.config})
         write_json(args.json, out)
         print(f"metrics: {args.json}")
+    if plots and metrics.get("curves") is not None:
+        written = write_evaluation_plots(metrics["curves"], plots)
+        print(f"plots: {', '.join(f'{name}.png' for name in written)} in {plots}")
     return 0
 
 
@@ -112,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: runtime.device)")
     parser.add_argument("--json", help="write the metrics here as JSON")
     parser.add_argument("--dets", help="write the detections here (COCO results JSON)")
+    parser.add_argument("--plots", help="write the PR and F1 curves and the confusion matrices (PNG) in this folder "
+                        "(default: the folder of --json)")
     parser.add_argument("--testdev", action="store_true", help="no ground truth: write the detections only")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/coco")
     return evaluate(parser.parse_args(argv))

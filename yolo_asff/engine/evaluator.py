@@ -33,14 +33,16 @@ from ..data.transforms import unletterbox_boxes
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 from .checkpoint import unwrap_model
-from .coco_api import as_backend, build_coco, check_backend, evaluate_bbox, load_results
+from .coco_api import as_backend, build_coco, check_backend, evaluate_bbox, load_results, matches_at
+from .curves import EvaluationCurves, coco_matches, confusion_matrix, evaluation_curves, per_class_table
 from .dist import all_gather_objects, broadcast_object, is_distributed, is_main_process
 from .postprocess import postprocess
 from .voc_eval import VocMetrics, voc_evaluate
 
 __all__ = [
-    "METRIC_KEYS", "Evaluator", "coco_gt_from_records", "coco_results", "detections_to_coco", "format_per_class",
-    "format_report", "load_coco_gt", "score_coco", "score_voc", "with_source_ids", "write_coco_results",
+    "METRIC_KEYS", "Evaluator", "ValidationLoss", "coco_gt_from_records", "coco_results", "detections_to_coco",
+    "format_per_class", "format_per_class_table", "format_report", "load_coco_gt", "score_coco", "score_voc",
+    "with_source_ids", "write_coco_results",
 ]
 
 # The 12 numbers of COCOeval.summarize(), in its order.
@@ -192,8 +194,11 @@ def score_coco(
 
     Returns:
         the 12 COCO numbers (``METRIC_KEYS``, fractions; NaN where the ground truth has
-        nothing of that kind), ``per_class`` / ``per_class_AP50`` ``{name: AP}``, and
-        ``summary``, pycocotools' printed table (the same text from either backend).
+        nothing of that kind), ``per_class`` / ``per_class_AP50`` ``{name: AP}``,
+        ``summary``, pycocotools' printed table (the same text from either backend), and ``curves``,
+        the :class:`~yolo_asff.engine.curves.EvaluationCurves` of COCOeval's own matching at IoU 0.5
+        (no confusion matrix: that needs the detections, see :meth:`Evaluator.score`; None,
+        with a warning, where the matches cannot be read).
     """
     coco_gt = as_backend(coco_gt, backend)
     scores = evaluate_bbox(coco_gt, load_results(coco_gt, results, backend), category_ids, image_ids, backend)
@@ -206,8 +211,20 @@ def score_coco(
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
         p50 = p[0]
         per_class50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")
-    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=scores.summary, coco_backend=backend)
+    metrics.update(per_class=per_class, per_class_AP50=per_class50, summary=scores.summary, coco_backend=backend,
+                   curves=_curves(scores.evaluation if backend == "pycocotools" else
+                                  matches_at(coco_gt, results, category_ids, image_ids), category_ids, class_names))
     return metrics
+
+
+def _curves(evaluation: Any, category_ids: Sequence[int], class_names: Sequence[str]) -> Optional[EvaluationCurves]:
+    """The curves of ``evaluation``'s matches; None (and a warning) when they cannot be read: the AP stands alone."""
+    try:
+        matches = coco_matches(evaluation)
+    except ValueError as exc:
+        get_logger("eval").warning("no precision-recall curves, per-class table or plots: %s", exc)
+        return None
+    return evaluation_curves([matches[int(c)] for c in category_ids], class_names, evaluation.params.recThrs)
 
 
 def score_voc(
@@ -244,6 +261,22 @@ def format_per_class(per_class: Mapping[str, float], per_class50: Mapping[str, f
     return "\n".join([header, "-" * len(header), *rows])
 
 
+def _pct(v: Optional[float]) -> str:
+    return f"{100 * v:6.1f}" if v is not None and math.isfinite(v) else "     -"
+
+
+def format_per_class_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The per-class table (:func:`~yolo_asff.engine.curves.per_class_table` rows) as text, one class a line:
+    ``class images instances P R AP50 AP`` (percent; ``-`` without ground truth)."""
+    if not rows:
+        return ""
+    width = max(8, max(len(str(r["class"])) for r in rows))
+    header = f"{'class':<{width}} {'images':>7} {'instances':>9} {'P':>6} {'R':>6} {'AP50':>6} {'AP':>6}"
+    lines = [f"{str(r['class']):<{width}} {r['images']:>7d} {r['instances']:>9d} {_pct(r['precision'])} "
+             f"{_pct(r['recall'])} {_pct(r['AP50'])} {_pct(r['AP'])}" for r in rows]
+    return "\n".join([header, "-" * len(header), *lines])
+
+
 def format_report(metrics: Mapping[str, Any]) -> str:
     """What an evaluation says, as text: pycocotools' 12-line table, the VOC figures (VOC), per-class AP."""
     if "summary" not in metrics:  # test-dev: nothing scored
@@ -261,8 +294,59 @@ def format_report(metrics: Mapping[str, Any]) -> str:
             f"AP, AP50, AP75 and per-class AP below use the {'11-point' if metrics['metric'] == 'voc07' else 'area'} "
             "VOC metric",
         ]
-    parts += ["per-class AP (%):", format_per_class(metrics["per_class"], metrics["per_class_AP50"])]
+    if metrics.get("per_class_table"):
+        parts += [f"per-class AP (%), with precision P and recall R at confidence {metrics['best_f1_conf']:.3f} "
+                  "(where the F1 averaged over the classes is highest):",
+                  format_per_class_table(metrics["per_class_table"])]
+    else:
+        parts += ["per-class AP (%):", format_per_class(metrics["per_class"], metrics["per_class_AP50"])]
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- validation loss
+
+
+class ValidationLoss:
+    """The training loss over the validation images: each term's mean per image, and their total.
+
+    ``loss_fn`` is the trainer's (:func:`~yolo_asff.models.loss.build_loss`), fed with the head's
+    raw outputs of the evaluation's own forward pass (the model in eval mode: BatchNorm statistics
+    and no DropBlock) and the letterboxed validation boxes in input pixels, the training targets'
+    format (``[batch index, class, x1, y1, x2, y2, 1]``; crowd or difficult boxes left out unless
+    ``data.use_difficult``, as in training). Each batch's terms (per-image means) are weighted by
+    its image count.
+    """
+
+    def __init__(self, loss_fn: Any) -> None:
+        self.loss_fn = loss_fn
+        self.sums: Dict[str, Any] = {}  # tensors on the model's device: no host sync per batch
+        self.images = 0
+
+    def add(self, raw: Any, targets: torch.Tensor, image_size: Tuple[int, int], batch_size: int) -> None:
+        """One batch: ``raw`` the head's outputs, ``targets`` ``(M, 7)`` (see the class docstring)."""
+        device_type = targets.device.type
+        with torch.autocast(device_type, enabled=False):  # as in training: the loss runs in float32
+            _, terms = self.loss_fn(raw, targets, image_size)
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float() * batch_size
+        self.images += batch_size
+
+    def state(self) -> Tuple[Dict[str, float], int]:
+        """``({term: sum over images}, images)`` in plain floats (for an exchange between processes)."""
+        return {k: float(v) for k, v in self.sums.items()}, self.images
+
+    @staticmethod
+    def means(states: Sequence[Tuple[Dict[str, float], int]]) -> Dict[str, float]:
+        """``{total, <term>: mean per image}`` over the states of all processes (empty without images)."""
+        images = sum(n for _, n in states)
+        if not images:
+            return {}
+        sums: Dict[str, float] = {}
+        for part, _ in states:
+            for k, v in part.items():
+                sums[k] = sums.get(k, 0.0) + v
+        means = {k: v / images for k, v in sums.items()}
+        return {"total": sum(means.values()), **means}
 
 
 # ----------------------------------------------------------------------------- the evaluator
@@ -306,6 +390,7 @@ class Evaluator:
         self.metric = self._metric(cfg, voc07)
         self.voc07 = self.metric == "voc07"
         self._coco_gt: Any = None
+        self._records_by_id: Optional[Dict[int, ImageRecord]] = None
         self.log = get_logger("eval")
 
     @staticmethod
@@ -323,15 +408,23 @@ class Evaluator:
     # -- inference
 
     def predict(
-        self, model: nn.Module, half: bool = False, progress: bool = True
+        self, model: nn.Module, half: bool = False, progress: bool = True, loss: Optional[ValidationLoss] = None,
     ) -> Dict[int, Optional[ImageDetections]]:
         """This rank's detections: ``{image_id: (n, 6) float32}`` rows x1, y1, x2, y2 (original pixels), score,
         class; ``None`` for a picture that could not be read (left out of the score).
 
         Runs ``model`` in eval mode under ``torch.no_grad`` on its own device (its training
         mode is restored afterwards). ``half``: float16 autocast on a GPU (ignored on a CPU).
+        ``loss``: also add each batch's training loss to it, from the raw outputs of ``model.head``
+        in the same forward pass (caught by a forward hook: no second pass; a model without a
+        ``head`` gets no loss). A batch holding an unreadable picture is left out of the loss.
         """
         model = unwrap_model(model)
+        head = getattr(model, "head", None) if loss is not None else None
+        if loss is not None and head is None:
+            self.log.warning("%s has no head: no validation loss", type(model).__name__)
+        raw: List[Any] = []
+        hook = head.register_forward_hook(lambda module, inputs, output: raw.append(output)) if head else None
         device = next(model.parameters()).device
         amp = half and device.type == "cuda"
         if half and not amp:
@@ -345,7 +438,12 @@ class Evaluator:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 for batch in tqdm(self.loader, desc="eval", unit="batch", disable=not show, leave=False):
                     images = batch["images"].to(device, non_blocking=True)
-                    dets = postprocess(model(images), t.conf_thresh, t.nms_thresh, t.max_det)
+                    raw.clear()
+                    decoded = model(images)
+                    if hook is not None and raw and all(batch["readable"]):
+                        targets = batch["targets"][torch.from_numpy(self._counted_targets(batch["image_ids"]))]
+                        loss.add(raw[-1], targets.to(device), tuple(images.shape[-2:]), len(images))
+                    dets = postprocess(decoded, t.conf_thresh, t.nms_thresh, t.max_det)
                     rows = torch.cat([torch.cat([d.boxes, d.scores[:, None], d.labels[:, None].float()], 1)
                                       for d in dets]).cpu().numpy()  # one device→host copy per batch
                     splits = np.cumsum([len(d.scores) for d in dets])[:-1]
@@ -360,8 +458,19 @@ class Evaluator:
                         part[:, :4] = unletterbox_boxes(part[:, :4], info)
                         out[int(image_id)] = part
         finally:
+            if hook is not None:
+                hook.remove()
             model.train(was_training)
         return out
+
+    def _counted_targets(self, image_ids: Sequence[int]) -> np.ndarray:
+        """Which rows of a batch's targets (every box of each record, in order) training would use."""
+        if self._records_by_id is None:
+            self._records_by_id = {r.image_id: r for r in self.dataset.records}
+        use_ignored = getattr(self.dataset, "use_ignored", False)
+        records = [self._records_by_id[int(i)] for i in image_ids]
+        return np.concatenate([np.ones(len(r.labels), bool) if use_ignored else ~r.ignore for r in records]
+                              + [np.zeros(0, bool)])
 
     def gather(self, local: Dict[int, ImageDetections], error: Optional[str] = None) -> Dict[int, ImageDetections]:
         """Every rank's detections merged (DistributedSampler repeats a few images: kept once).
@@ -419,13 +528,34 @@ class Evaluator:
             write_coco_results(as_written(), dets_path)
         image_ids = [r.image_id for r in ds.records if r.image_id not in unreadable]
         coco = score_coco(self._ground_truth(), results, ds.category_ids, ds.class_names, image_ids, self.backend)
+        scored = [r for r in ds.records if r.image_id not in unreadable]
         if self.metric == "coco":
             metrics = {**coco, **base, "metric": "coco"}
         else:
-            scored = [r for r in ds.records if r.image_id not in unreadable]
             metrics = self._voc_metrics(scored, detections, coco, base)
         metrics["dets_path"] = str(dets_path) if dets_path else None
+        if coco["curves"] is not None:
+            try:
+                metrics.update(self._curves_and_table(coco["curves"], metrics, scored, detections))
+            except Exception as exc:  # noqa: BLE001 - the table and the plots are never worth the AP
+                self.log.warning("no per-class table or confusion matrix (%s: %s); the AP stands",
+                                 type(exc).__name__, exc, exc_info=True)
         return metrics
+
+    def _curves_and_table(
+        self, curves: EvaluationCurves, metrics: Mapping[str, Any], records: Sequence[ImageRecord],
+        detections: Mapping[int, ImageDetections],
+    ) -> Dict[str, Any]:
+        """The confusion matrix (added to ``curves``) at the best-F1 confidence, and the per-class table."""
+        empty = np.zeros((0, 6), np.float32)
+        curves.confusion = confusion_matrix(
+            ((detections.get(r.image_id, empty), r.scoring_boxes()[0], r.labels, r.ignore) for r in records),
+            len(curves.class_names), curves.best_conf)
+        table = per_class_table(curves, metrics["per_class"], metrics["per_class_AP50"], metrics["num_images"],
+                                metrics)
+        return {"curves": curves, "per_class_table": table, "best_f1_conf": curves.best_conf, **curves.mean_at_best(),
+                "confusion_matrix": {"classes": [*curves.class_names, "background"],
+                                     "counts": curves.confusion.tolist()}}
 
     def _voc_metrics(
         self, records: Sequence[ImageRecord], detections: Mapping[int, ImageDetections], coco: Dict[str, Any],
@@ -435,7 +565,7 @@ class Evaluator:
         ds = self.dataset
         voc = score_voc(records, detections, len(ds.class_names))
         use07 = self.voc07
-        coco_part = {k: v for k, v in coco.items() if k != "summary"}
+        coco_part = {k: v for k, v in coco.items() if k not in ("summary", "curves")}
         metrics = {**coco_part, **base, "metric": "voc07" if use07 else "voc", "coco": coco_part}
         metrics.update(
             AP=voc.map_coco(use07), AP50=voc.map_at(0.5, use07), AP75=voc.map_at(0.75, use07),
@@ -449,7 +579,7 @@ class Evaluator:
 
     def evaluate(
         self, model: nn.Module, half: bool = False, progress: bool = True,
-        dets_path: Optional[os.PathLike | str] = None,
+        dets_path: Optional[os.PathLike | str] = None, loss_fn: Optional[nn.Module] = None,
     ) -> Dict[str, Any]:
         """Run ``model`` over the validation set and score it.
 
@@ -458,6 +588,8 @@ class Evaluator:
             half: float16 autocast on a GPU.
             progress: a tqdm bar (only on a terminal, only on rank 0).
             dets_path: also write the detections there as COCO results JSON.
+            loss_fn: the training loss (:func:`~yolo_asff.models.loss.build_loss`): also
+                return ``val_loss`` (see :class:`ValidationLoss`).
 
         Returns (the same on every rank):
             ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl`` (fractions,
@@ -466,24 +598,39 @@ class Evaluator:
             ``metric`` (``coco``, ``voc07`` or ``voc``), ``summary`` (pycocotools' table),
             ``dets_path``. VOC adds ``voc`` (both VOC metrics) and ``coco`` (pycocotools'
             numbers on the VOC ground truth, difficult = crowd); there AP, AP50, AP75 and
-            the per-class numbers follow the VOC protocol. Test-dev: ``testdev``,
-            ``num_images``, ``num_detections`` and ``dets_path`` only.
+            the per-class numbers follow the VOC protocol.
+            From pycocotools' matching at IoU 0.5 (:mod:`.curves`), whatever the metric:
+            ``best_f1_conf`` (the confidence of the highest mean F1), ``precision``,
+            ``recall``, ``F1`` there (means over the classes with ground truth),
+            ``per_class_table`` (rows ``{class, images, instances, precision, recall, AP50,
+            AP}``, ``all`` first), ``confusion_matrix`` ``{classes, counts}`` (rows the
+            true class, columns the predicted one, background last) and ``curves`` (the
+            :class:`~yolo_asff.engine.curves.EvaluationCurves` the plots are drawn from).
+            With ``loss_fn``: ``val_loss`` ``{total, <term>: mean per image}``.
+            Test-dev: ``testdev``, ``num_images``, ``num_detections`` and ``dets_path`` only.
         """
         start = time.perf_counter()
+        meter = ValidationLoss(loss_fn) if loss_fn is not None and not self._is_testdev() else None
         try:
-            local, error = self.predict(model, half, progress), None
+            local, error = self.predict(model, half, progress, meter), None
         except Exception as exc:  # noqa: BLE001 - shared with the other ranks, then raised on all of them
             if not self.distributed:
                 raise
             local, error = {}, f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - start
         detections = self.gather(local, error)
+        losses = [meter.state()] if meter is not None else []
+        if meter is not None and self.distributed:
+            losses = all_gather_objects(meter.state())
         metrics: Dict[str, Any] = {}
         if is_main_process() or not self.distributed:
             self.log.info("evaluated %d images in %.1f s (%.1f images/s on this process)",
                           len(detections), elapsed, len(local) / max(elapsed, 1e-9))
             try:
                 metrics = self.score(detections, dets_path)
+                val_loss = ValidationLoss.means(losses)
+                if val_loss:
+                    metrics["val_loss"] = val_loss
             except Exception as exc:
                 if not self.distributed:
                     raise

@@ -1,7 +1,9 @@
 """The training loop behind ``tools/train.py``: one GPU, CPU, or many GPUs under torchrun.
 
 A run writes ``out_dir/`` with the resolved ``config.yaml``, ``train.log``, TensorBoard
-events, ``last.pth`` and ``best.pth`` (atomic) and, at the end, ``metrics.json``.
+events, ``last.pth`` and ``best.pth`` (atomic), its plots (:mod:`.plots`: ``labels.jpg`` at the
+start, the evaluation plots and ``results.png`` after each evaluation, ``results.csv`` after
+each epoch) and, at the end, ``metrics.json``.
 ``resume`` continues a run exactly where its last checkpoint left it: model, EMA,
 optimizer, GradScaler, epoch, batch within the epoch and the random-number states.
 
@@ -164,6 +166,7 @@ class Trainer:
         if self.main:
             self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
                               box_size_table(self.train_set.records, self.train_set.class_names))
+            self._plot_labels()
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
         self.epoch_len = self.loader.batch_sampler.epoch_batches()  # steps in a whole epoch
         self.dataset_size = len(self.train_set)
@@ -197,7 +200,8 @@ class Trainer:
         self.iteration = 0
         self.best: Dict[str, float] = {"AP": -1.0, "AP50": -1.0, "epoch": -1}
         self.history: List[Dict[str, Any]] = []
-        self.loss_history: List[Dict[str, Any]] = []
+        self.loss_history: List[Dict[str, Any]] = []  # per epoch: mean loss terms, total, and the last lr
+        self.per_class_table: List[Dict[str, Any]] = []  # of the last evaluation
         self.nonfinite_total = 0
         self._nonfinite_run = 0  # consecutive, across epoch boundaries
         self.train_time = 0.0
@@ -284,6 +288,7 @@ class Trainer:
         self.best = dict(extra.get("best", self.best))
         self.history = list(extra.get("history", []))
         self.loss_history = list(extra.get("loss_history", []))
+        self.per_class_table = list(extra.get("per_class_table", []))
         self.nonfinite_total = int(extra.get("nonfinite_total", 0))
         self.train_time = float(extra.get("train_time", 0.0))
         self.train_images = int(extra.get("train_images", 0))
@@ -348,7 +353,8 @@ class Trainer:
             "images_in_epoch": self.images_in_epoch, "geometry": self._geometry(), "workdir": os.getcwd(),
             "batch_in_epoch": self.images_in_epoch // self.global_batch,
             "ema_updates": self.ema.updates if self.ema else 0, "best": self.best,
-            "history": self.history, "loss_history": self.loss_history, "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
+            "history": self.history, "loss_history": self.loss_history, "per_class_table": self.per_class_table,
+            "nonfinite_total": self.nonfinite_total, "train_time": self.train_time,
             "train_images": self.train_images, "rng_per_rank": rng, "eval_pending": self._eval_pending,
             "wall_time": self._elapsed(),
         }
@@ -451,7 +457,7 @@ class Trainer:
         if epoch_sums.get("count"):
             count = epoch_sums.pop("count")
             means = {k: float(v) / count for k, v in epoch_sums.items()}
-            self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means})
+            self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means, "lr": lr})
         self.train_time += time.perf_counter() - epoch_start
         self.train_images += epoch_images
         self.images_in_epoch = 0
@@ -536,24 +542,68 @@ class Trainer:
         if self.evaluator is None:
             self.evaluator = Evaluator(self.cfg)
         model = self.ema.module if self.ema is not None else self.model
-        results = self.evaluator.evaluate(model, progress=self.monitor.progress)
-        record = {"epoch": self._position(),
-                  **{k: float(results[k]) for k in ("AP", "AP50", "AP75") if k in results}}
+        results = self.evaluator.evaluate(model, progress=self.monitor.progress, loss_fn=self.loss_fn)
+        keys = ("AP", "AP50", "AP75", "precision", "recall", "best_f1_conf")
+        record: Dict[str, Any] = {"epoch": self._position(), **{k: float(results[k]) for k in keys if k in results}}
+        if results.get("val_loss"):
+            record["val_loss"] = dict(results["val_loss"])
         self.history.append(record)
-        self.monitor.info("evaluation after epoch %g: AP %.4f, AP50 %.4f", record["epoch"], record.get("AP", 0.0),
-                          record.get("AP50", 0.0))
-        self.monitor.scalars({f"val/{k}": v for k, v in record.items() if k != "epoch"}, self.iteration)
+        if "per_class_table" in results:
+            self.per_class_table = results["per_class_table"]
+        self.monitor.info("evaluation after epoch %g: AP %.4f, AP50 %.4f%s", record["epoch"], record.get("AP", 0.0),
+                          record.get("AP50", 0.0),
+                          f", validation loss {record['val_loss']['total']:.3f}" if "val_loss" in record else "")
+        scalars = {f"val/{k}": v for k, v in record.items() if k not in ("epoch", "val_loss")}
+        scalars.update({f"val_loss/{k}": v for k, v in record.get("val_loss", {}).items()})
+        self.monitor.scalars(scalars, self.iteration)
         if self.main:
+            self._plot_evaluation(results.get("curves"))
             try:
                 self._log_val_images(model)
             except Exception as exc:  # a picture for TensorBoard is never worth a run
                 self.monitor.warning("could not draw validation predictions for TensorBoard: %s", exc)
         return record
 
+    # ------------------------------------------------------------------------------ plots (rank 0)
+    def _plot_labels(self) -> None:
+        """``labels.jpg``: what the training boxes hold, in the run folder and TensorBoard."""
+        from .plots import LABELS_PLOT, write_labels_plot
+
+        try:
+            picture = write_labels_plot(self.train_set.records, self.train_set.class_names, self.out_dir,
+                                        self.train_set.use_ignored)
+            self.monitor.image(f"plots/{Path(LABELS_PLOT).stem}", picture, 0)
+        except Exception as exc:  # noqa: BLE001 - a plot is never worth a run
+            self.monitor.warning("could not draw %s: %s: %s", LABELS_PLOT, type(exc).__name__, exc)
+
+    def _plot_evaluation(self, curves: Any) -> None:
+        """The evaluation's plots (PR and F1 curves, confusion matrices) in the run folder and TensorBoard."""
+        from .plots import write_evaluation_plots
+
+        if curves is None:
+            return
+        try:
+            for name, picture in write_evaluation_plots(curves, self.out_dir).items():
+                self.monitor.image(f"plots/{name}", picture, self.iteration)
+        except Exception as exc:  # noqa: BLE001 - a plot is never worth a run
+            self.monitor.warning("could not draw the evaluation plots: %s: %s", type(exc).__name__, exc)
+
+    def _write_results(self, plot: bool) -> None:
+        """``results.csv`` (and with ``plot`` ``results.png``), rewritten from the whole history (right after a
+        resume too)."""
+        from .plots import write_results
+
+        if not self.main:
+            return
+        try:
+            write_results(self.out_dir, self.loss_history, self.history, plot)
+        except Exception as exc:  # noqa: BLE001 - a plot is never worth a run
+            self.monitor.warning("could not write results.csv / results.png: %s: %s", type(exc).__name__, exc)
+
     def _log_val_images(self, model: nn.Module, count: int = 4) -> None:
-        """A few validation images with the current predictions drawn, to TensorBoard."""
+        """A few validation images, the ground truth beside the current predictions, to TensorBoard."""
         from ..data.dataset import collate
-        from ..utils.visualize import draw_boxes, image_grid
+        from ..utils.visualize import caption, draw_boxes, image_grid
         from .postprocess import postprocess
 
         dataset = self.evaluator.dataset
@@ -567,10 +617,11 @@ class Trainer:
         detections = postprocess(decoded, 0.3, self.cfg.test.nms_thresh, self.cfg.test.max_det)
         pictures = []
         for sample, det in zip(samples, detections):
-            boxes = det.boxes.cpu().numpy()
-            pictures.append(draw_boxes(sample["image"], boxes, det.labels.cpu().numpy(), dataset.class_names,
-                                       det.scores.cpu().numpy()))
-        # Drawn in the letterboxed input frame, as the model saw it.
+            truth = draw_boxes(sample["image"], sample["boxes"], sample["labels"], dataset.class_names)
+            predicted = draw_boxes(sample["image"], det.boxes.cpu().numpy(), det.labels.cpu().numpy(),
+                                   dataset.class_names, det.scores.cpu().numpy())
+            pictures += [caption(truth, "ground truth"), caption(predicted, "predictions")]
+        # Drawn in the letterboxed input frame, as the model saw it: one picture a row, truth on the left.
         self.monitor.image("val/predictions", image_grid(pictures, columns=2), self.iteration)
 
     # ------------------------------------------------------------------------------ budgets
@@ -623,6 +674,7 @@ class Trainer:
             self._eval_pending = True
             self._save("last.pth")  # before evaluating: a resume after a kill runs the evaluation first
             self._evaluate_and_save()
+            self._write_results(plot=True)
         self.monitor.warning("stopped early, %s; %s is saved. Raise train.%s (or set it to null) with "
                              "--resume --opts to continue", reason, self.out_dir / "last.pth", reason.split(":")[0])
 
@@ -654,6 +706,7 @@ class Trainer:
                 self.monitor.info("running the evaluation of epoch %g that the last run did not finish",
                                   self._position())
                 self._evaluate_and_save()
+                self._write_results(plot=True)
             spent = self._spent_on_start()
             if spent:
                 self._finish_early(spent)
@@ -697,9 +750,10 @@ class Trainer:
             self._save("last.pth")
         if evaluate:
             self._evaluate_and_save()
-            if self.epoch < t.epochs and self._patience_spent():
-                self._finish_early(self._patience_reason())  # evaluated and saved just now: nothing more to do
-                return
+        self._write_results(plot=evaluate or stop)
+        if evaluate and self.epoch < t.epochs and self._patience_spent():
+            self._finish_early(self._patience_reason())  # evaluated and saved just now: nothing more to do
+            return
         if stop and self.epoch < t.epochs:
             self.saved_on_stop = True
             self.monitor.warning("interrupted: saved %s after epoch %d; continue with --resume",
@@ -722,6 +776,7 @@ class Trainer:
             "wall_time_s": self._elapsed(),
             "history": self.history,
             "train_loss": self.loss_history,
+            "per_class_table": self.per_class_table,
             "processes": self.world,
             "device": str(self.device),
         }

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["class_colour", "draw_boxes", "image_grid"]
+__all__ = ["caption", "class_colour", "draw_boxes", "image_grid"]
 
 
 def class_colour(index: int) -> Tuple[int, int, int]:
@@ -42,6 +42,13 @@ def draw_boxes(
         cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty), colour, -1)
         cv2.putText(out, text, (tx, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def caption(image: np.ndarray, text: str, height: int = 22) -> np.ndarray:
+    """A copy of the BGR ``image`` with a white strip of ``height`` pixels above it holding ``text``."""
+    strip = np.full((height, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([strip, np.ascontiguousarray(image)], axis=0)
 
 
 def image_grid(images: List[np.ndarray], columns: int = 4, cell: Tuple[int, int] = (320, 320)) -> np.ndarray:
