@@ -48,7 +48,8 @@ def check_on_objects(image, boxes, colours, min_box_size, margin=1.5):
         mine = boxes[colours == k]
         if not len(mine):
             if len(xs):
-                assert min(np.ptp(xs) + 1, np.ptp(ys) + 1) <= min_box_size + 2, (k, xs.min(), xs.max(), ys.min(), ys.max())
+                sliver = min(np.ptp(xs) + 1, np.ptp(ys) + 1)
+                assert sliver <= min_box_size + 2, (k, xs.min(), xs.max(), ys.min(), ys.max())
             continue
         assert len(mine) == 1
         x1, y1, x2, y2 = mine[0]
@@ -139,7 +140,8 @@ def test_mosaic_samples_keep_boxes_on_objects_through_the_whole_augmentation(col
         assert sample["image_id"] == seed % 8  # the requested picture names the sample
         for box, label in zip(boxes, labels):
             x1, y1, x2, y2 = box
-            inner = colour_mask(image, COLOURS[label])[int(np.ceil(y1 + 2)):int(y2 - 2), int(np.ceil(x1 + 2)):int(x2 - 2)]
+            mask = colour_mask(image, COLOURS[label])
+            inner = mask[int(np.ceil(y1 + 2)):int(y2 - 2), int(np.ceil(x1 + 2)):int(x2 - 2)]
             assert inner.size == 0 or inner.mean() > 0.97, (seed, box, label)
         pictures_per_sample.append(len(set(labels.tolist())))
     assert max(pictures_per_sample) >= 3  # several pictures in one sample: these are mosaics
@@ -172,7 +174,8 @@ def test_mixup_on_a_mosaic_weights_each_box_by_its_share(colour_records):
         mixed = dataset[SampleRequest(seed % 8, (256, 256), True, seed, mosaic=True)]
         k = len(plain["boxes"])
         # The mosaic comes first, unchanged; then the partner's boxes (a plain sample: one picture, one box at most).
-        assert np.array_equal(mixed["boxes"][:k], plain["boxes"]) and np.array_equal(mixed["labels"][:k], plain["labels"])
+        assert np.array_equal(mixed["boxes"][:k], plain["boxes"])
+        assert np.array_equal(mixed["labels"][:k], plain["labels"])
         assert len(mixed["boxes"]) - k <= 1
         weights = mixed["weights"]
         if k:

@@ -100,8 +100,8 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         mixup: mixup on at all; ``no_mixup_epochs``: final epochs without it.
         seed: shared by all ranks.
         drop_last: drop the last incomplete batch.
-        mosaic: mosaic on at all; ``no_mosaic_epochs``: final epochs without it (YOLOX's last 15:
-            the end of training sees pictures as evaluation does).
+        mosaic: mosaic on at all; ``no_mosaic_epochs``: final epochs without it (YOLOX: the last 15, so
+            that training ends on whole pictures, as evaluation sees them).
     """
 
     def __init__(

@@ -20,8 +20,8 @@ import albumentations as A  # noqa: E402
 from ..config import AugConfig  # noqa: E402
 from ..errors import InvalidInputError  # noqa: E402
 
-__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np",
-           "large_enough"]
+__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform",
+           "box_iou_np", "large_enough"]
 
 # ImageNet mean in BGR pixels: padding with it becomes 0 after normalisation.
 MEAN_BGR = (104, 116, 124)
