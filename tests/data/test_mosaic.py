@@ -65,7 +65,7 @@ def test_boxes_stay_on_their_objects(size):
     pics = pictures()
     shown = set()
     for seed in range(30):
-        image, boxes, source = mosaic(pics, size, seed)
+        image, boxes, source = mosaic(pics, size, np.random.default_rng(seed))
         assert image.shape == (*size, 3) and image.dtype == np.uint8
         assert boxes.dtype == np.float32 and boxes.shape == (len(source), 4)
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= size[1]).all() and (boxes[:, 3] <= size[0]).all()
@@ -74,13 +74,30 @@ def test_boxes_stay_on_their_objects(size):
     assert shown == {0, 1, 2, 3}  # objects of every picture appear
 
 
+def test_boxes_match_the_objects_to_a_pixel():
+    """Each box against its object's extent (pixels at least half covered), looked for in the box's own part."""
+    mosaic, pics = Mosaic(min_box_size=6), pictures()
+    for seed in range(20):
+        for size in ((256, 320), (608, 608)):
+            image, boxes, source = mosaic(pics, size, np.random.default_rng(seed))
+            parts = mosaic.parts(size, np.random.default_rng(seed))  # the same draws as the mosaic's
+            for box, k in zip(boxes, source):
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                px1, py1, px2, py2 = next(p for p in parts if p[0] <= cx <= p[2] and p[1] <= cy <= p[3])
+                x1, y1 = max(px1, int(box[0]) - 3), max(py1, int(box[1]) - 3)
+                window = image[y1:min(py2, int(box[3]) + 4), x1:min(px2, int(box[2]) + 4)].astype(int)
+                ys, xs = np.nonzero(np.abs(window - np.array(COLOURS[k])).sum(-1) < window.sum(-1))
+                extent = np.array([xs.min() + x1, ys.min() + y1, xs.max() + 1 + x1, ys.max() + 1 + y1])
+                assert np.abs(extent - box).max() <= 1.0, (seed, size, k, box, extent)
+
+
 def test_the_size_rule_applies_to_clipped_boxes():
     pics, size = pictures(), (256, 320)
     strict, lenient = Mosaic(min_box_size=40), Mosaic(min_box_size=0)
     dropped = 0
     for seed in range(30):
-        image, boxes, source = strict(pics, size, seed)
-        same_image, all_boxes, all_source = lenient(pics, size, seed)
+        image, boxes, source = strict(pics, size, np.random.default_rng(seed))
+        same_image, all_boxes, all_source = lenient(pics, size, np.random.default_rng(seed))
         assert np.array_equal(image, same_image)  # the rule drops boxes only
         assert ((boxes[:, 2:] - boxes[:, :2]) > 40).all()
         big = ((all_boxes[:, 2:] - all_boxes[:, :2]) > 40).all(1)
@@ -92,15 +109,14 @@ def test_the_size_rule_applies_to_clipped_boxes():
 
 def test_the_same_seed_gives_the_same_mosaic():
     mosaic, pics = Mosaic(min_box_size=6), pictures()
-    first = mosaic(pics, (256, 320), 7)
-    mosaic(pics, (256, 320), 8)  # other work in between changes nothing
-    mosaic(pics, (320, 320), 7)
-    again = Mosaic(min_box_size=6)(pics, (256, 320), 7)  # nor does another instance (another worker)
-    for a, b in zip(first, mosaic(pics, (256, 320), 7)):
+    first = mosaic(pics, (256, 320), np.random.default_rng(7))
+    mosaic(pics, (256, 320), np.random.default_rng(8))  # other work in between changes nothing
+    again = Mosaic(min_box_size=6)(pics, (256, 320), np.random.default_rng(7))  # nor another worker's
+    for a, b in zip(first, mosaic(pics, (256, 320), np.random.default_rng(7))):
         assert np.array_equal(a, b)
     for a, b in zip(first, again):
         assert np.array_equal(a, b)
-    assert not np.array_equal(first[0], mosaic(pics, (256, 320), 8)[0])
+    assert not np.array_equal(first[0], mosaic(pics, (256, 320), np.random.default_rng(8))[0])
 
 
 # ------------------------------------------------------------------------------ in the dataset

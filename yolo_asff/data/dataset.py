@@ -134,7 +134,7 @@ class DetectionDataset(Dataset):
             records.append(record)
             pictures.append((image, boxes))
             labels.append(picture_labels)
-        image, boxes, source = self.mosaic(pictures, size, int(rng.integers(2**32)))
+        image, boxes, source = self.mosaic(pictures, size, rng)
         return records[0], image, boxes, np.concatenate(labels)[source]
 
     def __getitem__(self, request: Union[int, SampleRequest]) -> Dict[str, Any]:
