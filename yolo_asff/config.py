@@ -111,6 +111,11 @@ class AugConfig:
     affine_translate: float = _f(0.1, "largest shift, fraction of the image size")
     affine_scale: List[float] = _f([0.9, 1.1], "scale range")
     min_box_size: float = _f(6.0, "boxes with a side of this many pixels or fewer after augmentation are dropped")
+    mosaic_prob: float = _f(
+        0.0,
+        "share of training samples that are a mosaic of four pictures (2x2 around a random centre) while mosaic is "
+        "on; 0 = off (see train.no_mosaic_epochs)",
+    )
 
 
 @dataclass
@@ -179,6 +184,7 @@ class TrainConfig:
     mixup: bool = _f(True, "mixup of two images with Beta(1.5, 1.5)")
     mixup_prob: float = _f(0.5, "share of training samples that are mixed up while mixup is on")
     no_mixup_epochs: int = _f(30, "no mixup in the last N epochs")
+    no_mosaic_epochs: int = _f(15, "no mosaic (data.aug.mosaic_prob) in the last N epochs")
     label_smooth: bool = _f(True, "label smoothing of the class targets")
     fixed_size_epochs: int = _f(10, "last N epochs at data.img_size without multi-scale")
     dropblock_schedule: List[List[int]] = _f(
@@ -542,6 +548,7 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
     non_negative = {
         "train.weight_decay": t.weight_decay, "train.warmup_epochs": t.warmup_epochs, "train.min_lr": t.min_lr,
         "train.no_mixup_epochs": t.no_mixup_epochs, "train.fixed_size_epochs": t.fixed_size_epochs,
+        "train.no_mosaic_epochs": t.no_mosaic_epochs,
         "data.num_workers": cfg.data.num_workers, "runtime.threads": cfg.runtime.threads,
     }
     for key, value in non_negative.items():
@@ -553,7 +560,7 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
         "model.bn_momentum": (m.bn_momentum, False, False), "test.conf_thresh": (cfg.test.conf_thresh, True, True),
         "test.nms_thresh": (cfg.test.nms_thresh, True, True), "train.ignore_thresh": (t.ignore_thresh, True, True),
         "train.momentum": (t.momentum, True, True), "train.mixup_prob": (t.mixup_prob, True, True),
-        "train.ema_decay": (t.ema_decay, True, True),
+        "train.ema_decay": (t.ema_decay, True, True), "data.aug.mosaic_prob": (cfg.data.aug.mosaic_prob, True, True),
     }
     if t.anchor_thresh is not None:
         intervals["train.anchor_thresh"] = (t.anchor_thresh, False, True)

@@ -42,6 +42,17 @@ def test_fixed_size_and_no_mixup_at_the_end():
     assert {r.size for b in batches for r in b} == {(608, 608)}
 
 
+def test_mosaic_only_while_on_and_not_in_the_last_epochs():
+    batches = make_sampler(SequentialSampler(range(40)), mosaic=True, no_mosaic_epochs=2, mixup=True, no_mixup_epochs=4)
+    batches.set_epoch(7)
+    assert all(r.mosaic for b in batches for r in b) and not any(r.mixup for b in batches for r in b)
+    batches.set_epoch(8)
+    assert not any(r.mosaic for b in batches for r in b)
+    never = make_sampler(SequentialSampler(range(40)), no_mosaic_epochs=2)
+    never.set_epoch(0)
+    assert not any(r.mosaic for b in never for r in b)
+
+
 def test_ranks_agree_on_sizes_without_talking():
     per_rank = []
     for rank in range(2):
@@ -92,6 +103,16 @@ def test_loader_batches_on_the_builtin_data(builtin_root):
     assert (targets[:, 4] <= w).all() and (targets[:, 5] <= h).all()
     val = next(iter(build_dataloader(cfg, "val", distributed=False)))
     assert val["images"].shape[-2:] == (320, 320) and val["infos"][0] is not None
+
+
+def test_the_loader_takes_mosaic_from_the_config(builtin_root):
+    cfg = builtin_cfg(builtin_root, "data.aug.mosaic_prob=0.5", "train.epochs=4", "train.no_mosaic_epochs=1")
+    loader = build_dataloader(cfg, "train", distributed=False)
+    assert loader.dataset.mosaic_prob == 0.5
+    loader.batch_sampler.set_epoch(2)
+    assert all(r.mosaic for r in next(iter(loader.batch_sampler)))
+    loader.batch_sampler.set_epoch(3)
+    assert not any(r.mosaic for r in next(iter(loader.batch_sampler)))
 
 
 def test_corrupt_image_is_skipped_counted_and_reported_once(builtin_root, tmp_path, caplog):

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from yolo_asff.config import load_config
+from yolo_asff.data.mosaic import Mosaic
 from yolo_asff.engine.checkpoint import load_checkpoint, save_checkpoint
 from yolo_asff.engine.ema import ModelEMA
 from yolo_asff.engine.optim import LrSchedule, build_optimizer
@@ -191,12 +192,22 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path, shapes):
     assert any(not torch.equal(fresh[k], a[k]) for k in a)
 
 
-def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch):
-    cfg_path = write_config(tmp_path, shapes, epochs=2, ema=False)
-    straight = Trainer(load_config(cfg_path), tmp_path / "straight", progress=False)
-    straight.train()
+# Mosaic and mixup on every sample: the samples after the cut must be drawn exactly as in the straight run.
+MOSAIC_MIXUP = ["data.aug.mosaic_prob=1.0", "train.no_mosaic_epochs=0", "train.mixup=true", "train.mixup_prob=1.0",
+                "train.no_mixup_epochs=0"]
 
-    interrupted = Trainer(load_config(cfg_path), tmp_path / "cut", progress=False)
+
+@pytest.mark.parametrize("opts", [[], MOSAIC_MIXUP], ids=["plain", "mosaic_mixup"])
+def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch, opts):
+    cfg_path = write_config(tmp_path, shapes, epochs=2, ema=False)
+    mosaics = []
+    real_mosaic = Mosaic.__call__
+    monkeypatch.setattr(Mosaic, "__call__", lambda self, *a: mosaics.append(1) or real_mosaic(self, *a))
+    straight = Trainer(load_config(cfg_path, opts), tmp_path / "straight", progress=False)
+    straight.train()
+    assert len(mosaics) == (8 if opts else 0)  # 4 images x 2 epochs (the mixup partners are plain pictures)
+
+    interrupted = Trainer(load_config(cfg_path, opts), tmp_path / "cut", progress=False)
     real_step = interrupted.optimizer.step
     calls = {"n": 0}
 
@@ -212,7 +223,8 @@ def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch):
         interrupted.train()
     ckpt = load_checkpoint(tmp_path / "cut" / "last.pth")
     assert (ckpt["epoch"], ckpt["extra"]["batch_in_epoch"]) == (1, 1)
-    resumed = Trainer(load_config(cfg_path), tmp_path / "cut", resume=tmp_path / "cut" / "last.pth", progress=False)
+    resumed = Trainer(load_config(cfg_path, opts), tmp_path / "cut", resume=tmp_path / "cut" / "last.pth",
+                      progress=False)
     resumed.train()
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

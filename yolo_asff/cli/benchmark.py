@@ -11,7 +11,7 @@
 from a decoded picture), forward throughput at ``--batch``, peak GPU memory.
 ``train``: training steps per second (forward, loss, backward, SGD step) on synthetic data.
 ``data``: training samples per second of one data-loading worker (one process, no
-DataLoader overhead) with the config's full augmentation and mixup, at a fixed size.
+DataLoader overhead) with the config's full augmentation, mosaic and mixup, at a fixed size.
 Timings are medians after warm-up; ``--json`` also records the device, versions and command.
 """
 from __future__ import annotations
@@ -42,23 +42,24 @@ def bench_data(args: argparse.Namespace) -> dict:
     dataset = build_dataset(cfg, "train")
     size = (args.size, args.size)
     n = min(args.samples, 10 * len(dataset))
-    mixup = cfg.train.mixup
+    mixup, mosaic_prob = cfg.train.mixup, cfg.data.aug.mosaic_prob
     for i in range(10):  # warm-up: file cache, lazy imports
-        dataset[SampleRequest(i % len(dataset), size, mixup)]
+        dataset[SampleRequest(i % len(dataset), size, mixup, mosaic=mosaic_prob > 0)]
     start = time.perf_counter()
     batch = []
     for i in range(n):
-        batch.append(dataset[SampleRequest(i % len(dataset), size, mixup)])
+        batch.append(dataset[SampleRequest(i % len(dataset), size, mixup, mosaic=mosaic_prob > 0)])
         if len(batch) == cfg.train.batch_size:
             collate(batch, cfg.data.mean, cfg.data.std)
             batch = []
     elapsed = time.perf_counter() - start
     print(f"data pipeline: {n / elapsed:.1f} images/s per worker at {args.size}x{args.size} "
-          f"(full augmentation, mixup {'on, p=' + str(cfg.train.mixup_prob) if mixup else 'off'}, collate included; "
+          f"(full augmentation, mosaic {'p=' + str(mosaic_prob) if mosaic_prob > 0 else 'off'}, "
+          f"mixup {'on, p=' + str(cfg.train.mixup_prob) if mixup else 'off'}, collate included; "
           f"{n} samples in {elapsed:.1f} s)")
     return {
         "settings": {"size": [args.size, args.size], "samples": n, "mixup": mixup, "mixup_prob": cfg.train.mixup_prob,
-                     "batch": cfg.train.batch_size},
+                     "mosaic_prob": mosaic_prob, "batch": cfg.train.batch_size},
         "results": {"images_per_s_per_worker": n / elapsed, "seconds": elapsed},
     }
 

@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, help="input size (default: data.img_size)")
     parser.add_argument("--out", default="runs/browse", help="output folder")
     parser.add_argument("--no-mixup", action="store_true", help="show samples without mixup")
+    parser.add_argument("--no-mosaic", action="store_true", help="show samples without mosaic")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--opts", nargs="*", default=[])
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     mixup = cfg.train.mixup and not args.no_mixup
     tiles = []
     for index in rng.choice(len(dataset), size=min(args.num, len(dataset)), replace=False):
-        sample = dataset[SampleRequest(int(index), hw, mixup)]
+        sample = dataset[SampleRequest(int(index), hw, mixup, mosaic=not args.no_mosaic)]
         tile = draw_boxes(sample["image"], sample["boxes"], sample["labels"], dataset.class_names,
                           scores=sample["weights"] if (sample["weights"] < 1).any() else None)
         tiles.append(tile)

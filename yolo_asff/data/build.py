@@ -185,5 +185,6 @@ def build_dataloader(
     batches = MultiScaleBatchSampler(
         sampler, t.batch_size, t.epochs, cfg.data.img_size, cfg.data.multiscale_range, cfg.data.multiscale_interval,
         t.fixed_size_epochs, t.mixup, t.no_mixup_epochs, cfg.runtime.seed,
+        mosaic=cfg.data.aug.mosaic_prob > 0, no_mosaic_epochs=t.no_mosaic_epochs,
     )
     return DataLoader(dataset, batch_sampler=batches, **common)

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from ..utils.logging import get_logger
 from .images import decode_picture
 from .mixup import mixup
+from .mosaic import Mosaic
 from .records import Annotations, DatasetError, ImageRecord
 from .sampler import SampleRequest
 from .transforms import EvalTransform, TrainTransform
@@ -20,12 +21,17 @@ __all__ = ["DetectionDataset", "collate", "normalize_images", "read_picture", "w
 
 
 class DetectionDataset(Dataset):
-    """Images and targets for training (augmented, per-batch size, mixup) or evaluation (letterbox).
+    """Images and targets for training (augmented, per-batch size, mosaic, mixup) or evaluation (letterbox).
 
-    ``dataset[SampleRequest(index, (h, w), mixup)]`` (training) or ``dataset[index]``
+    ``dataset[SampleRequest(index, (h, w), mixup, seed, mosaic)]`` (training) or ``dataset[index]``
     returns a dict: ``image`` (h, w, 3) uint8 BGR, ``boxes`` (N, 4) xyxy input pixels,
     ``labels`` (N,), ``weights`` (N,) mixup weights, ``image_id``, ``info`` (the
     :class:`~yolo_asff.data.transforms.LetterboxInfo`, evaluation only).
+
+    A training sample starts from picture ``index``, or, when the request allows mosaic, with
+    probability ``data.aug.mosaic_prob`` from a :class:`~yolo_asff.data.mosaic.Mosaic` of it and three
+    pictures drawn at random; then the transform; then, when the request allows mixup, with
+    probability ``mixup_prob`` a blend with a plain sample (never a mosaic, as in YOLOX).
 
     An unreadable image is skipped (another one is drawn), counted, and reported
     once per image, so one bad file never stops a run.
@@ -51,6 +57,9 @@ class DetectionDataset(Dataset):
         self.transform = transform
         self.use_ignored = use_ignored
         self.mixup_prob = mixup_prob
+        train = isinstance(transform, TrainTransform)
+        self.mosaic_prob = transform.p.mosaic_prob if train else 0.0
+        self.mosaic = Mosaic(transform.p.min_box_size) if train else None
         self.unreadable: set = set()
         self._rng = np.random.default_rng(0)
 
@@ -104,23 +113,43 @@ class DetectionDataset(Dataset):
         return {"image": image, "boxes": boxes, "labels": record.labels, "weights": np.ones(len(boxes), np.float32),
                 "image_id": record.image_id, "info": info, "readable": readable}
 
-    def _train_sample(self, index: int, size, rng):
-        index, record, image = self._read(index)
-        boxes, labels = record.training_targets(self.use_ignored)
+    def _train_sample(self, index: int, size, rng, mosaic: bool = False):
+        """``(record, image, boxes, labels, weights)``: picture ``index`` (or a mosaic of it) augmented to ``size``."""
+        if mosaic:
+            record, image, boxes, labels = self._mosaic_picture(index, size, rng)
+        else:
+            index, record, image = self._read(index)
+            boxes, labels = record.training_targets(self.use_ignored)
         image, boxes, keep = self.transform(image, boxes, size, rng)
         return record, image, boxes, labels[keep], np.ones(len(boxes), np.float32)
+
+    def _mosaic_picture(self, index: int, size, rng):
+        """``(record, image, boxes, labels)``: picture ``index`` and three drawn from ``rng``, tiled at ``size``;
+        ``record`` is picture ``index``'s (its image id names the sample)."""
+        picks = [index, *(int(i) for i in rng.integers(len(self.records), size=3))]
+        records, pictures, labels = [], [], []
+        for pick in picks:
+            _, record, image = self._read(pick)
+            boxes, picture_labels = record.training_targets(self.use_ignored)
+            records.append(record)
+            pictures.append((image, boxes))
+            labels.append(picture_labels)
+        image, boxes, source = self.mosaic(pictures, size, rng)
+        return records[0], image, boxes, np.concatenate(labels)[source]
 
     def __getitem__(self, request: Union[int, SampleRequest]) -> Dict[str, Any]:
         if isinstance(self.transform, EvalTransform):
             return self._eval_sample(int(request.index if isinstance(request, SampleRequest) else request))
         if not isinstance(request, SampleRequest):
-            raise TypeError("training samples are requested with a SampleRequest (index, size, mixup)")
+            raise TypeError("training samples are requested with a SampleRequest (index, size, mixup, seed, mosaic)")
         rng = self._rng
         if request.seed is not None:
             rng = np.random.default_rng(request.seed)
             if isinstance(self.transform, TrainTransform):
                 self.transform.reseed(request.seed % 2**32)
-        record, image, boxes, labels, weights = self._train_sample(request.index, request.size, rng)
+        # No draw while mosaic is off, so that runs without it see the same samples as before it existed.
+        mosaic = request.mosaic and self.mosaic_prob > 0 and rng.random() < self.mosaic_prob
+        record, image, boxes, labels, weights = self._train_sample(request.index, request.size, rng, mosaic)
         if request.mixup and rng.random() < self.mixup_prob:
             other = int(rng.integers(len(self.records)))
             _, image_b, boxes_b, labels_b, weights_b = self._train_sample(other, request.size, rng)

@@ -1,7 +1,7 @@
 """Multi-scale batches over one order of the data per epoch, resumable at any position.
 
-The batch sampler yields lists of :class:`SampleRequest` (index, size, mixup) so that
-per-epoch settings (the size schedule, mixup on/off) reach the data-loading workers
+The batch sampler yields lists of :class:`SampleRequest` (index, size, mixup, seed, mosaic) so that
+per-epoch settings (the size schedule, mixup and mosaic on/off) reach the data-loading workers
 with the indices, without shared state. Sizes come from a generator seeded by
 (seed, size-group number), so every rank of a torch.distributed run draws the same
 size at the same iteration without any communication.
@@ -25,7 +25,8 @@ Size = Tuple[int, int]
 
 
 class SampleRequest(NamedTuple):
-    """What a worker is asked for: sample ``index`` at input ``size`` (h, w), with mixup or not.
+    """What a worker is asked for: sample ``index`` at input ``size`` (h, w), with mixup or not, with
+    mosaic or not (each then drawn with its probability).
 
     ``seed``, when set, seeds that sample's augmentation: the batch sampler derives it from
     (run seed, epoch, position), so a sample's augmentation depends neither on which worker
@@ -36,6 +37,7 @@ class SampleRequest(NamedTuple):
     size: Size
     mixup: bool
     seed: Optional[int] = None
+    mosaic: bool = False
 
 
 def _hw(size: Union[int, Sequence[int]]) -> Size:
@@ -98,6 +100,8 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         mixup: mixup on at all; ``no_mixup_epochs``: final epochs without it.
         seed: shared by all ranks.
         drop_last: drop the last incomplete batch.
+        mosaic: mosaic on at all; ``no_mosaic_epochs``: final epochs without it (YOLOX: the last 15, so
+            that training ends on whole pictures, as evaluation sees them).
     """
 
     def __init__(
@@ -113,6 +117,8 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         no_mixup_epochs: int = 0,
         seed: int = 0,
         drop_last: bool = True,
+        mosaic: bool = False,
+        no_mosaic_epochs: int = 0,
     ) -> None:
         self.sampler = sampler
         self.batch_size = batch_size
@@ -123,6 +129,8 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         self.fixed_size_epochs = fixed_size_epochs
         self.use_mixup = mixup
         self.no_mixup_epochs = no_mixup_epochs
+        self.use_mosaic = mosaic
+        self.no_mosaic_epochs = no_mosaic_epochs
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
@@ -186,12 +194,16 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
     def mixup_now(self) -> bool:
         return self.use_mixup and self.epoch < self.epochs - self.no_mixup_epochs
 
+    @property
+    def mosaic_now(self) -> bool:
+        return self.use_mosaic and self.epoch < self.epochs - self.no_mosaic_epochs
+
     def _requests(self, batch: List[int], i: int) -> List[SampleRequest]:
         iteration = self.epoch * len(self) + i
         size = self.size_at(iteration)
         rank = getattr(self.sampler, "rank", 0)
         base = ((self.seed * 1_000_003 + iteration) * 1_009 + rank) * self.batch_size
-        return [SampleRequest(k, size, self.mixup_now, base + j) for j, k in enumerate(batch)]
+        return [SampleRequest(k, size, self.mixup_now, base + j, self.mosaic_now) for j, k in enumerate(batch)]
 
     def __iter__(self) -> Iterator[List[SampleRequest]]:
         if isinstance(self.sampler, EpochOrder):

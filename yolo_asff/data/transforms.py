@@ -20,7 +20,8 @@ import albumentations as A  # noqa: E402
 from ..config import AugConfig  # noqa: E402
 from ..errors import InvalidInputError  # noqa: E402
 
-__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform", "box_iou_np"]
+__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform",
+           "box_iou_np", "large_enough"]
 
 # ImageNet mean in BGR pixels: padding with it becomes 0 after normalisation.
 MEAN_BGR = (104, 116, 124)
@@ -46,6 +47,12 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def large_enough(boxes: np.ndarray, min_size: float) -> np.ndarray:
+    """The ``(N,)`` mask of xyxy boxes ``(N, 4)`` kept by the augmentation's size rule: both sides longer
+    than ``min_size`` pixels (``data.aug.min_box_size``); slivers left by clipping teach nothing."""
+    return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
 
 
 def size_pair(size: Union[int, Sequence[int]], name: str = "img_size") -> Tuple[int, int]:
@@ -185,7 +192,7 @@ class TrainTransform:
         image[:, px + nw:] = MEAN_BGR
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        big = ((boxes[:, 2] - boxes[:, 0]) > self.p.min_box_size) & ((boxes[:, 3] - boxes[:, 1]) > self.p.min_box_size)
+        big = large_enough(boxes, self.p.min_box_size)
         keep = np.zeros(n, bool)
         keep[index[big]] = True
         return image, boxes[big].astype(np.float32), keep
