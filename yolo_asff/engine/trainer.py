@@ -28,6 +28,7 @@ from ..models import build_model
 from ..models.loss import build_loss
 from ..utils.logging import setup_logging
 from . import dist
+from .anchors import check_anchor_recall, fit_auto_anchors
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .ema import ModelEMA
 from ..utils.files import make_dir, write_json
@@ -107,8 +108,10 @@ class Trainer:
         if self.main:
             make_dir(self.out_dir, "run folder")
             setup_logging(log_file=str(self.out_dir / "train.log"))
-            if resume is None or not (self.out_dir / "config.yaml").exists():  # a run's config.yaml is never rewritten
-                dump_config(cfg, self.out_dir / "config.yaml")
+        # model.anchors: auto becomes numbers here, before config.yaml, the model and the checkpoints see it
+        train_split = fit_auto_anchors(cfg)
+        if self.main and (resume is None or not (self.out_dir / "config.yaml").exists()):
+            dump_config(cfg, self.out_dir / "config.yaml")  # a run's config.yaml is never rewritten
         self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
         dist.apply_threads(cfg.runtime.threads)
         self._seed(cfg.runtime.seed)
@@ -118,10 +121,12 @@ class Trainer:
         if weights is not None:  # before the data: a wrong file is found in seconds, not after reading a dataset
             self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
 
-        self.train_set = build_dataset(cfg, "train")
+        self.train_set = build_dataset(cfg, "train", annotations=train_split)
         if self.main:
             self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
                               box_size_table(self.train_set.records, self.train_set.class_names))
+            if resume is None:  # a resumed run cannot change its anchors
+                check_anchor_recall(cfg, self.train_set.records, self.monitor)
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
         self.epoch_len = self.loader.batch_sampler.epoch_batches()  # steps in a whole epoch
         self.dataset_size = len(self.train_set)
