@@ -87,13 +87,19 @@ def box_shapes(
         use_ignored: count crowd / difficult boxes too (``data.use_difficult``), as training does.
     """
     size = size_pair(img_size, "data.img_size")
-    parts = [np.zeros((0, 2))]
+    scale_of = {}  # picture (width, height) -> (sx, sy): datasets repeat a few picture sizes
+    parts, scales, counts = [np.zeros((0, 4), np.float32)], [(1.0, 1.0)], [0]
     for record in records:
         boxes, _ = record.training_targets(use_ignored)
         if len(boxes):
-            sx, sy, *_ = fit_into(record.width, record.height, size, letterbox)
-            parts.append((boxes[:, 2:] - boxes[:, :2]).astype(np.float64) * (sx, sy))
-    shapes = np.concatenate(parts)
+            key = (record.width, record.height)
+            if key not in scale_of:
+                scale_of[key] = fit_into(record.width, record.height, size, letterbox)[:2]
+            parts.append(boxes)
+            scales.append(scale_of[key])
+            counts.append(len(boxes))
+    boxes = np.concatenate(parts).astype(np.float64)
+    shapes = (boxes[:, 2:] - boxes[:, :2]) * np.repeat(np.array(scales), counts, axis=0)
     keep = (shapes > min_side).all(1) & np.isfinite(shapes).all(1)
     return BoxShapes(shapes[keep], int((~keep).sum()), len(records))
 
@@ -132,18 +138,19 @@ class _Shapes:
         inter = np.minimum(self.w, aw) * np.minimum(self.h, ah)
         return inter / (self.area + aw * ah - inter + _EPS)
 
-    def best(self, anchors: np.ndarray, threshold: Optional[float] = None):
-        """Per box: the best shape IoU over ``anchors`` ``(K, 2)``, the index of that anchor, and (with
-        ``threshold``) how many anchors exceed it."""
+    def best(self, anchors: np.ndarray, threshold: Optional[float] = None, which: bool = False):
+        """Per box ``(N,)``: the best shape IoU over ``anchors`` ``(K, 2)``; with ``threshold`` also how
+        many anchors exceed it, with ``which`` the index of the best anchor (first on ties), else None."""
         best = np.full(len(self), -1.0)
-        index = np.zeros(len(self), np.int64)
-        count = np.zeros(len(self), np.int64)
+        index = np.zeros(len(self), np.int64) if which else None
+        count = np.zeros(len(self), np.int64) if threshold is not None else None
         for k, anchor in enumerate(np.asarray(anchors, np.float64).reshape(-1, 2)):
             iou = self.iou(anchor)
-            better = iou > best
-            best[better], index[better] = iou[better], k
-            if threshold is not None:
+            if which:
+                index = np.where(iou > best, k, index)
+            if count is not None:
                 count += iou > threshold
+            np.maximum(best, iou, out=best)
         return best, index, count
 
 
@@ -185,7 +192,7 @@ def kmeans_anchors(shapes: np.ndarray, n: int, rng: np.random.Generator, iterati
         nearest = np.maximum(nearest, boxes.iou(points[pick]))
     members = None
     for _ in range(iterations):
-        best, assigned, _ = boxes.best(centres)
+        best, assigned, _ = boxes.best(centres, which=True)
         if members is not None and np.array_equal(assigned, members):
             break
         members = assigned
