@@ -15,7 +15,7 @@ from yolo_asff.config import load_config
 from yolo_asff.data import load_split
 from yolo_asff.data.records import DatasetError
 from yolo_asff.data.thin_objects import generate_thin_objects
-from yolo_asff.engine.anchors import fit_for_config
+from yolo_asff.engine.anchors import fit_for_config, level_strides
 from yolo_asff.engine.checkpoint import load_checkpoint
 from yolo_asff.engine.loading import model_for_weights
 from yolo_asff.engine.runs import resumed_config
@@ -90,3 +90,14 @@ def test_a_model_built_before_the_fit_has_the_default_anchors(tmp_path, thin):
 
     model = build_model(load_config(thin_config(tmp_path, thin, "auto")))
     assert np.allclose(model.head.anchors.reshape(-1, 2).numpy(), YOLOV3_ANCHORS)
+
+
+@pytest.mark.parametrize("opts, layout, strides", [
+    (["model.arch=yolov3_tiny"], (2, 3, 2), (16, 32)),
+    ([f"model.anchors={[[4 * k, 12 * k] for k in range(1, 13)]}"], (3, 4, 2), (8, 16, 32)),
+])
+def test_the_fit_has_the_models_levels_and_anchors_per_level(tmp_path, thin, opts, layout, strides):
+    cfg = load_config(thin_config(tmp_path, thin), opts)
+    fit = fit_for_config(cfg, load_split(cfg, "train").records, generations=50)
+    assert fit.anchors.shape == layout and level_strides(cfg) == strides
+    assert fit.before.bpr < fit.after.bpr
