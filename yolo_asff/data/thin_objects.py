@@ -74,7 +74,7 @@ def render_thin_image(rng: np.random.Generator, size: int = 256, photos: Sequenc
         cls = int(rng.integers(len(CLASSES)))
         name = CLASSES[cls]
         w = max(4, int(round(rng.uniform(*_WIDTH[name]) * scale)))
-        h = min(size - 4, int(round(w * math.exp(rng.uniform(*np.log(_ASPECT[name]))))))
+        h = min(size - 4, int(round(w * math.exp(rng.uniform(*np.log(_ASPECT[name]))))))  # >= 4 w: w is whole
         for _attempt in range(10):
             x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
             box = np.array([x, y, x + w, y + h], np.float32)
