@@ -114,7 +114,8 @@ def test_bad_opts_name_opts(tmp_path):
         ("train: {lr: abc}", "train.lr", "must be a float, got str 'abc'"),
         ("train: {epochs: true}", "train.epochs", "must be an int, got bool True"),
         ("model: {fusion: 1}", "model.fusion", "must be a bool"),
-        ("model: {anchors: [[1, 2], x]}", "model.anchors", "must be a list of list of float or null"),
+        ("model: {anchors: [[1, 2], x]}", "model.anchors", "must be a list of list of float or 'auto' or null"),
+        ("model: {anchors: fit}", "model.anchors", "must be a list of list of float or 'auto' or null, got str 'fit'"),
         ("model: 5", "model", "must be a mapping"),
     ],
 )
@@ -190,6 +191,11 @@ def test_empty_section_means_defaults(tmp_path):
 def test_choice_typo_suggests(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'yolov3_asff'"):
         load_config(write(tmp_path / "a.yaml", "model: {arch: yolov3_asf}\n"))
+
+
+def test_anchors_may_be_auto(tmp_path):
+    assert load_config(write(tmp_path / "a.yaml", "model: {anchors: auto}\n")).model.anchors == "auto"
+    assert load_config(write(tmp_path / "b.yaml", ""), ["model.anchors=auto"]).model.anchors == "auto"
 
 
 def test_tiny_takes_six_anchors(tmp_path):

@@ -46,7 +46,7 @@ def test_defaults_are_the_ones_a_config_gets(reference):
     # nested sections with their own defaults: COCO's paths, not SplitConfig's empty ones
     assert f"| `data.train.ann_file` | str | `{cfg.data.train.ann_file}` |" in text
     assert "| `model.arch` | one of yolov3, yolov3_asff, yolov3_tiny | `yolov3_asff` |" in text
-    assert "| `model.anchors` | list of list of float or null | `null` |" in text
+    assert "| `model.anchors` | list of list of float or 'auto' or null | `null` |" in text
     assert reference.format_value(1e-5) == "1e-05" and reference.format_value([[2007, "test"]]) == "[[2007, test]]"
 
 

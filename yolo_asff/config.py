@@ -16,13 +16,14 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from .errors import YoloAsffError
 
 __all__ = [
+    "AUTO_ANCHORS",
     "AugConfig",
     "Config",
     "ConfigError",
@@ -38,11 +39,14 @@ __all__ = [
     "dump_config",
     "iter_config_fields",
     "load_config",
+    "output_levels",
     "resolve_config_path",
     "shipped_configs",
 ]
 
 Size = Union[int, List[int]]
+# model.anchors: fitted to the training boxes when a run starts (yolo_asff/engine/anchors.py), then stored as numbers.
+AUTO_ANCHORS = "auto"
 
 
 def _f(default: Any, help: str) -> Any:
@@ -63,10 +67,12 @@ class ModelConfig:
         "yolov3 (a plain 1x1 conv per level) or guided (the official ASFF head: guided anchors, an anchor-free "
         "slot and a deformable feature adaption; needed for the released checkpoints)",
     )
-    anchors: Optional[List[List[float]]] = _f(
+    anchors: Optional[Union[List[List[float]], Literal["auto"]]] = _f(
         None,
         "anchors (w, h) in input pixels, smallest first, split evenly over the levels; null = the default of the "
-        "arch and head (the guided head's official set differs from YOLOv3's in its ninth anchor)",
+        "arch and head (the guided head's official set differs from YOLOv3's in its ninth anchor); auto = fitted "
+        "to the training boxes when training starts (as `yolo-asff anchors` does) and saved as numbers in the "
+        "run's config.yaml and checkpoints (a model built before that uses the default)",
     )
     fusion: bool = _f(True, "ASFF fusion on (off = the paper's baseline); yolov3_asff only")
     fusion_channels: int = _f(16, "width of the 1x1 convs that compute the fusion weights (8 with RFB in the paper)")
@@ -384,6 +390,8 @@ def _type_name(tp: Any) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         name = " or ".join(_type_name(a) for a in args)
         return name + (" or null" if len(args) < len(typing.get_args(tp)) else "")
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     if origin in (list, List):
         return f"list of {_type_name(typing.get_args(tp)[0])}"
     if origin in (dict, Dict):
@@ -409,6 +417,10 @@ def _coerce(value: Any, tp: Any) -> Any:
                 return _coerce(value, arg)
             except TypeError:
                 pass
+        raise TypeError
+    if origin is Literal:
+        if isinstance(value, str) and value in typing.get_args(tp):
+            return value
         raise TypeError
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
@@ -569,13 +581,19 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
             fail(key, f"must be in {'[' if low_in else '('}0, 1{']' if high_in else ')'}, got {value}")
 
 
+def output_levels(arch: str) -> int:
+    """How many output levels (strides) ``model.arch`` has: 2 for yolov3_tiny, 3 for the others."""
+    return 2 if arch == "yolov3_tiny" else 3
+
+
 def _check_lists(cfg: Config, fail: Callable[[str, str], None]) -> None:
     m = cfg.model
-    levels = 2 if m.arch == "yolov3_tiny" else 3
-    if m.anchors is not None:
+    levels = output_levels(m.arch)
+    if isinstance(m.anchors, list):
         if not m.anchors or any(len(a) != 2 or min(a) <= 0 for a in m.anchors) or len(m.anchors) % levels:
             fail("model.anchors", f"must be [w, h] pairs of positive numbers, a multiple of {levels} of them "
-                 f"for {m.arch} ({levels} output levels), or null for the default; got {m.anchors}")
+                 f"for {m.arch} ({levels} output levels), auto (fitted at the start of training), or null for the "
+                 f"default; got {m.anchors}")
     unknown_terms = sorted(set(cfg.train.loss_weights) - set(LOSS_TERMS))
     if unknown_terms:
         fail("train.loss_weights", f"has unknown terms {unknown_terms}; valid: {', '.join(LOSS_TERMS)}")

@@ -84,6 +84,11 @@ def cases(f):
             "output": ["--config", CONFIG, "--out", f["file"], *data],
         },
         "check_dataset": {"config": ["--config", CONFIG, "--opts", "data.formt=coco"]},
+        "fit_anchors": {
+            "config": ["--config", f["missing_cfg"]],
+            "data": ["--config", CONFIG, *no_data],
+            "output": ["--config", CONFIG, "--yaml", f"{under_file}.yaml", *data],
+        },
         "convert_dataset": {
             "config": ["--config", f["missing_cfg"], "--to", "yolo", "--out", f"{f['root']}/c1"],
             "data": ["--config", CONFIG, "--to", "yolo", "--out", f"{f['root']}/c2", *no_data],

@@ -7,6 +7,7 @@
     yolo-asff benchmark infer --config yolov3_asff_coco
     yolo-asff convert --config mydata.yaml --to yolo --out /data/mydata_yolo
     yolo-asff check --config mydata.yaml
+    yolo-asff anchors --config mydata.yaml                # anchors fitted to the training boxes
     python -m yolo_asff ...                               # the same
 
 Each subcommand is a module here whose ``main(argv)`` parses its arguments and makes one call into
@@ -30,6 +31,7 @@ COMMANDS = {
     "benchmark": ("benchmark", "inference, training-step and data-pipeline speed"),
     "convert": ("convert_dataset", "write a dataset as COCO, VOC or YOLO txt"),
     "check": ("check_dataset", "check a dataset without training"),
+    "anchors": ("fit_anchors", "fit anchors to a dataset's boxes (best-possible recall before and after)"),
     "browse": ("browse_dataset", "draw augmented training samples"),
     "info": ("model_info", "a model's size, cost and one forward pass"),
     "convert-official": ("convert_official", "an official ASFF checkpoint -> ours"),

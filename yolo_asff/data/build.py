@@ -122,14 +122,16 @@ def dataset_class_names(cfg: Config) -> List[str]:
     raise DatasetError(f"no class names: {under_root(d.root, d.val.ann_file)} not found and data.class_names unset")
 
 
-def build_dataset(cfg: Config, split: str = "train") -> DetectionDataset:
+def build_dataset(cfg: Config, split: str = "train", annotations: Optional[Annotations] = None) -> DetectionDataset:
     """The training (augmented) or validation (letterboxed to ``test.img_size``) dataset.
+
+    ``annotations``: the split as :func:`load_split` read it already (else it is read here).
 
     Raises:
         DatasetError: see :func:`load_split`; also when the dataset's class count is not
             ``model.num_classes``.
     """
-    ann = load_split(cfg, split)
+    ann = annotations if annotations is not None else load_split(cfg, split)
     names = ann.class_names
     if len(names) != cfg.model.num_classes:
         raise DatasetError(

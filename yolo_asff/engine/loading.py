@@ -18,6 +18,7 @@ from torch import nn
 from ..config import Config, ConfigError, config_from_dict, load_config
 from ..models import build_model
 from . import dist
+from .anchors import checkpoint_anchors
 from .checkpoint import WeightsLoad, is_darknet_file, load_checkpoint, load_weights_file
 
 __all__ = ["ARCHITECTURE_KEYS", "LoadedModel", "model_for_weights", "opts_keys"]
@@ -108,6 +109,7 @@ def model_for_weights(
     else:
         cfg = given
         if saved is not None:
+            notes += checkpoint_anchors(cfg, saved.get("model") or {})
             differ = _differences(saved.get("model") or {}, cfg)
             if differ:
                 listed = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} in the config" for k, (a, b) in differ.items())

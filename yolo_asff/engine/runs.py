@@ -23,6 +23,7 @@ import yaml
 from ..config import Config, config_from_dict, load_config
 from ..errors import YoloAsffError
 from ..utils.files import atomic_write, numbered_folder
+from .anchors import checkpoint_anchors
 from .checkpoint import load_checkpoint
 
 __all__ = ["RunError", "SAFE_ON_RESUME", "holds_run", "record_resume", "resume_checkpoint", "resumed_config",
@@ -99,6 +100,7 @@ def resumed_config(checkpoint: Path, config: Optional[PathLike], opts: Sequence[
                        "--weights instead")
     base = config_from_dict(saved, source=f"{checkpoint} (its saved config)")
     wanted = load_config(config, opts) if config is not None else config_from_dict(saved, opts, source=str(checkpoint))
+    checkpoint_anchors(wanted, base.to_dict()["model"])  # a config saying auto: the anchors the run fitted
     before, after = _flat(base.to_dict()), _flat(wanted.to_dict())
     changes = {k: (before.get(k), after.get(k)) for k in after if before.get(k) != after.get(k)}
     unsafe = {k: v for k, v in changes.items() if k not in SAFE_ON_RESUME}

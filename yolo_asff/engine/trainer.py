@@ -44,6 +44,7 @@ from ..models import build_model
 from ..models.loss import build_loss
 from ..utils.logging import setup_logging
 from . import dist
+from .anchors import check_anchor_recall, fit_auto_anchors
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .coco_api import check_backend
 from .ema import ModelEMA
@@ -148,8 +149,10 @@ class Trainer:
         if self.main:
             make_dir(self.out_dir, "run folder")
             setup_logging(log_file=str(self.out_dir / "train.log"))
-            if resume is None or not (self.out_dir / "config.yaml").exists():  # a run's config.yaml is never rewritten
-                dump_config(cfg, self.out_dir / "config.yaml")
+        # model.anchors: auto becomes numbers here, before config.yaml, the model and the checkpoints see it
+        train_split = fit_auto_anchors(cfg)
+        if self.main and (resume is None or not (self.out_dir / "config.yaml").exists()):
+            dump_config(cfg, self.out_dir / "config.yaml")  # a run's config.yaml is never rewritten
         self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
         dist.apply_threads(cfg.runtime.threads)
         self._seed(cfg.runtime.seed)
@@ -162,11 +165,13 @@ class Trainer:
         self.frozen = freeze_backbone(model, t.freeze)
         check_backend(cfg.test.coco_backend)  # a missing package is said now, not at the first evaluation
 
-        self.train_set = build_dataset(cfg, "train")
+        self.train_set = build_dataset(cfg, "train", annotations=train_split)
         if self.main:
             self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
                               box_size_table(self.train_set.records, self.train_set.class_names))
             self._plot_labels()
+            if resume is None:  # a resumed run cannot change its anchors
+                check_anchor_recall(cfg, self.train_set.records, self.monitor)
         self.loader = build_dataloader(cfg, "train", dataset=self.train_set)
         self.epoch_len = self.loader.batch_sampler.epoch_batches()  # steps in a whole epoch
         self.dataset_size = len(self.train_set)

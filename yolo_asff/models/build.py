@@ -5,7 +5,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 
-from ..config import CHOICES
+from ..config import AUTO_ANCHORS, CHOICES
 from ..utils.logging import get_logger
 from .asff import AsffFusion, LevelExpand
 from .blocks import make_conv_factory
@@ -38,7 +38,9 @@ def default_anchors(arch: str, head: str = "yolov3") -> List[List[float]]:
 
 
 def _anchor_tensor(anchors: Optional[Sequence[Sequence[float]]], arch: str, head: str, levels: int) -> torch.Tensor:
-    table = torch.tensor(anchors if anchors is not None else default_anchors(arch, head), dtype=torch.float32)
+    # "auto" is fitted when training starts (engine/anchors.py); a model built before that has the default.
+    given = anchors is not None and anchors != AUTO_ANCHORS
+    table = torch.tensor(anchors if given else default_anchors(arch, head), dtype=torch.float32)
     if table.dim() != 2 or table.shape[1] != 2 or table.shape[0] % levels:
         raise ValueError(f"model.anchors: need a list of [w, h] pairs divisible into {levels} levels")
     return table.view(levels, -1, 2)
