@@ -751,3 +751,42 @@ def test_frozen_stages_stay_bit_identical_in_the_model_and_the_ema(tmp_path, sha
     for k, module in enumerate(trained, start=len(frozen)):
         assert any(not torch.equal(p, before[k][n]) for n, p in module.named_parameters()), k  # they did train
     assert "frozen: " in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_folder(tmp_path, monkeypatch):
+    from yolo_asff.engine.runs import RunError, run_folder
+
+    cfg = load_config(REPO / "configs" / "builtin.yaml")
+    failed = tmp_path / "run"
+    failed.mkdir()
+    (failed / "config.yaml").write_text("model: {}\n")
+    (failed / "train.log").write_text("error: the training set has 3 images, fewer than one step takes\n")
+    monkeypatch.chdir(tmp_path)
+    folder, notes = run_folder(cfg, "run", False, tmp_path / "runs" / "x")  # no --force needed
+    assert folder == Path("run") and not folder.exists() and "before its first checkpoint" in notes[0]
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "train.log").is_file()  # nothing deleted
+    failed.mkdir()
+    (failed / "config.yaml").write_text("model: {}\n")
+    (failed / "train.log").write_text("")
+    (failed / "last.pth").write_bytes(b"x")
+    with pytest.raises(RunError, match="already holds a run"):  # a run with a checkpoint still needs --force
+        run_folder(cfg, "run", False, tmp_path / "runs" / "x")
+
+
+def test_an_unusable_validation_split_stops_the_run_before_it_trains(tmp_path, shapes):
+    from yolo_asff.data.records import DatasetError
+
+    cfg = load_config(write_config(tmp_path, shapes, epochs=1))
+    cfg.data.val.ann_file = str(tmp_path / "no such file.json")
+    with pytest.raises(DatasetError, match="no such file"):
+        Trainer(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_mosaic_or_mixup_that_the_schedule_never_reaches_is_said(tmp_path, shapes, capsys):
+    cfg = load_config(write_config(tmp_path, shapes, epochs=2))
+    cfg.data.aug.mosaic_prob = 1.0
+    cfg.train.no_mosaic_epochs = 15
+    Trainer(cfg, tmp_path / "run", progress=False)
+    assert "train.no_mosaic_epochs (15) covers the whole run (train.epochs=2)" in capsys.readouterr().err

@@ -43,6 +43,12 @@ def usable_cpus() -> int:
     return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def data_location(cfg: Config) -> str:
+    """Where ``cfg``'s dataset is, as a user would name it: the data YAML for YOLO txt, else ``data.root``."""
+    d = cfg.data
+    return str(under_root(d.root, d.yolo_file)) if d.format == "yolo" else d.root
+
+
 def load_split(cfg: Config, split: str = "train") -> Annotations:
     """Read and check one split of ``cfg``'s dataset, whatever its format, as training and evaluation see it.
 

@@ -118,7 +118,8 @@ def resumed_config(checkpoint: Path, config: Optional[PathLike], opts: Sequence[
 def run_folder(cfg: Config, out: Optional[PathLike], force: bool, default: Path) -> Tuple[Path, List[str]]:
     """The folder of a new run, and what was done to make it free (lines to log).
 
-    ``out`` given: used as it is; holding a run, it needs ``force`` (the old folder is then moved aside).
+    ``out`` given: used as it is; holding a run, it needs ``force`` (the old folder is then moved aside),
+    except a run that stopped before its first checkpoint (a failed start), which is moved aside anyway.
     Not given: ``default``, numbered when it holds a run already.
 
     Raises:
@@ -134,22 +135,29 @@ def run_folder(cfg: Config, out: Optional[PathLike], force: bool, default: Path)
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} is a file, not a folder: choose another --out")
     if holds_run(folder):
-        if not force:
+        failed_start = not (folder / "last.pth").exists() and not (folder / "best.pth").exists()
+        if not force and not failed_start:
             raise RunError(f"{folder} already holds a run. Continue it with --resume {folder}, start afresh there "
                            "with --force (the old run is moved aside), or choose another folder with --out")
-        real = folder.resolve()
-        if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
-            raise RunError(f"--force would move {folder} aside, and this command runs inside it: run it from "
-                           "another folder, or choose another --out")
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        aside = numbered_folder(real.with_name(f"{real.name}.replaced-{stamp}"))
-        try:
-            real.rename(aside)
-        except OSError as exc:
-            raise RunError(f"--force: cannot move the old run {folder} aside to {aside}: {exc.strerror or exc}") \
-                from exc
-        notes.append(f"--force: the old run in {folder} was moved to {aside} (nothing deleted)")
+        aside = _move_aside(folder, "--force" if force else "a new start")
+        why = "--force: the old run" if not failed_start else "a run that stopped before its first checkpoint"
+        notes.append(f"{why} in {folder} was moved to {aside} (nothing deleted)")
     return folder, notes
+
+
+def _move_aside(folder: Path, why: str) -> Path:
+    """Rename ``folder`` to ``<folder>.replaced-<time>`` (numbered if taken); returns the new path."""
+    real = folder.resolve()
+    if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+        raise RunError(f"{why} would move {folder} aside, and this command runs inside it: run it from "
+                       "another folder, or choose another --out")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = numbered_folder(real.with_name(f"{real.name}.replaced-{stamp}"))
+    try:
+        real.rename(aside)
+    except OSError as exc:
+        raise RunError(f"{why}: cannot move the old run {folder} aside to {aside}: {exc.strerror or exc}") from exc
+    return aside
 
 
 def record_resume(folder: Path, checkpoint: Path, changes: Mapping[str, Tuple], position: str) -> None:

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..config import Config, dump_config
 from ..data import build_dataloader, build_dataset
+from ..data.build import data_location
 from ..data.check import box_size_table
 from ..errors import MissingFileError, YoloAsffError
 from ..models import build_model
@@ -48,6 +49,7 @@ from .anchors import check_anchor_recall, fit_auto_anchors
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
 from .coco_api import check_backend
 from .ema import ModelEMA
+from .evaluator import Evaluator
 from ..utils.files import make_dir, write_json
 from .monitor import RunMonitor, Throughput, format_duration
 from .optim import LrSchedule, build_optimizer, scaled_lr
@@ -226,13 +228,15 @@ class Trainer:
                 "before decaying to train.min_lr; move train.cosine_start_epoch / cosine_end_epoch with train.epochs",
                 t.cosine_end_epoch, t.epochs, self.schedule(t.epochs))
         self._warn_about_the_schedule(total_batch)
-        self.evaluator: Any = None
+        # Now, not at the first evaluation: a validation split that cannot be used stops the run before it
+        # trains (DatasetError, naming the file), instead of failing every evaluation after hours of training.
+        self.evaluator: Any = Evaluator(cfg)
         self._stop_requested = False  # set by a signal on this rank
         self._stop_agreed = False  # some rank asked: every rank stops at the same batch
         self.monitor.info(
             "training %s on %s: %d images, %d classes, %d process(es) on %s, batch %d x %d process(es) x %d "
             "accumulation = %d per step, lr %.3g, %s, %s, output %s",
-            cfg.model.arch, cfg.data.root, len(self.train_set), cfg.model.num_classes, self.world, self.device,
+            cfg.model.arch, data_location(cfg), len(self.train_set), cfg.model.num_classes, self.world, self.device,
             t.batch_size, self.world, self.accumulate, total_batch, self.base_lr,
             {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(self.amp_dtype, "fp32"),
             self.frozen, self.out_dir,
@@ -247,12 +251,19 @@ class Trainer:
                 "train.warmup_epochs (%g) is not shorter than the run (train.epochs=%d): the lr never reaches %.3g; "
                 "shorten the warm-up", t.warmup_epochs, t.epochs, self.base_lr)
         steps = -(-self.epoch_len // self.accumulate)
-        if steps < 10:
+        if steps < 10 and t.nominal_batch_size > t.batch_size * self.world:
             self.monitor.warning(
                 "only %d optimizer step(s) per epoch: %d images in batches of %d per step (train.batch_size x "
                 "processes x accumulation to train.nominal_batch_size=%d). For a small dataset lower "
                 "train.nominal_batch_size (e.g. to train.batch_size) for more, smaller steps",
                 steps, len(self.train_set), total_batch, t.nominal_batch_size)
+        aug = self.cfg.data.aug
+        for name, on, last_off in (("data.aug.mosaic_prob", aug.mosaic_prob > 0, t.no_mosaic_epochs),
+                                   ("train.mixup", t.mixup and t.mixup_prob > 0, t.no_mixup_epochs)):
+            if on and last_off >= t.epochs:
+                key = "train.no_mosaic_epochs" if "mosaic" in name else "train.no_mixup_epochs"
+                self.monitor.warning("%s is set, but %s (%d) covers the whole run (train.epochs=%d): it is never "
+                                     "used; lower %s", name, key, last_off, t.epochs, key)
         if self.epoch >= t.epochs:
             self.monitor.warning("the run is already complete (%d of %d epochs): nothing left to train; raise "
                                  "train.epochs to train longer", self.epoch, t.epochs)
@@ -542,10 +553,6 @@ class Trainer:
         return round(self.epoch + self.images_in_epoch / self.dataset_size, 4)
 
     def _evaluate(self) -> Dict[str, Any]:
-        from .evaluator import Evaluator
-
-        if self.evaluator is None:
-            self.evaluator = Evaluator(self.cfg)
         model = self.ema.module if self.ema is not None else self.model
         results = self.evaluator.evaluate(model, progress=self.monitor.progress, loss_fn=self.loss_fn)
         keys = ("AP", "AP50", "AP75", "precision", "recall", "best_f1_conf")
@@ -738,9 +745,10 @@ class Trainer:
         metrics = self._metrics()
         if self.main:
             write_json(self.out_dir / "metrics.json", metrics)
-            self.monitor.info("done (%s): %d epochs, best AP %.4f / AP50 %.4f (epoch %g), %.1f train images/s; %s",
-                              self.stop_reason.split(":")[0], metrics["epochs_done"], metrics["best_AP"],
-                              metrics["best_AP50"], metrics["best_epoch"], metrics["train_images_per_s"], self.out_dir)
+            best = (f"best AP {metrics['best_AP']:.4f} / AP50 {metrics['best_AP50']:.4f} (epoch {metrics['best_epoch']:g})"
+                    if metrics["best_epoch"] >= 0 else "no evaluation finished (see the errors above)")
+            self.monitor.info("done (%s): %d epochs, %s, %.1f train images/s; %s", self.stop_reason.split(":")[0],
+                              metrics["epochs_done"], best, metrics["train_images_per_s"], self.out_dir)
         return metrics
 
     def _end_of_epoch(self) -> None:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write
 
@@ -212,6 +213,7 @@ def results_plot(epochs: Sequence[float], panels: Mapping[str, Mapping[str, Sequ
             ax.plot(x[keep], y[keep], marker="." if keep.sum() <= 30 else None, linewidth=1.5, label=name)
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("epoch", fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, also on a 3-epoch run
         ax.ticklabel_format(axis="y", useOffset=False)  # an lr of 0.00999 reads as such, not as 1e-7 + 9.999e-3
         ax.grid(alpha=0.3)
         if len(series) > 1:
