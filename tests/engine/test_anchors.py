@@ -101,3 +101,12 @@ def test_the_fit_has_the_models_levels_and_anchors_per_level(tmp_path, thin, opt
     fit = fit_for_config(cfg, load_split(cfg, "train").records, generations=50)
     assert fit.anchors.shape == layout and level_strides(cfg) == strides
     assert fit.before.bpr < fit.after.bpr
+
+
+def test_the_trainer_says_how_many_training_boxes_the_size_rule_drops(tmp_path, thin):
+    config = thin_config(tmp_path, thin)
+    Trainer(load_config(config, [*SHORT, "data.aug.min_box_size=12"]), tmp_path / "run", progress=False)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "training boxes" in log and "have a side of data.aug.min_box_size=12 px or less" in log
+    Trainer(load_config(config, [*SHORT, "data.aug.min_box_size=0"]), tmp_path / "run0", progress=False)
+    assert "min_box_size=0 px or less" not in (tmp_path / "run0" / "train.log").read_text()

@@ -99,6 +99,12 @@ def check_anchor_recall(cfg: Config, records: Sequence[ImageRecord], log: Any) -
     log.info("anchors (%s): best-possible recall %.3f on %d training boxes at data.img_size (shape IoU > %.2f), "
              "%.2f anchors above it per box, mean best IoU %.3f", anchor_source(cfg), stats.bpr, len(shapes.shapes),
              stats.threshold, stats.anchors_per_box, stats.mean_iou)
+    if shapes.skipped:
+        total = shapes.skipped + len(shapes.shapes)
+        log.warning("%d of the %d training boxes (%.1f%%) have a side of data.aug.min_box_size=%g px or less at "
+                    "data.img_size %s: training drops them (evaluation keeps them, so they count as misses). Raise "
+                    "data.img_size or lower data.aug.min_box_size if they matter", shapes.skipped, total,
+                    100 * shapes.skipped / total, cfg.data.aug.min_box_size, cfg.data.img_size)
     if stats.bpr < GOOD_RECALL:
         log.warning("the anchors fit this data poorly: %.1f%% of the training boxes have no anchor with shape IoU "
                     "> %.2f (best-possible recall %.3f < %.2f). Fit anchors to the data with `%s` and paste its "
