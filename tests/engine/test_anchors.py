@@ -101,3 +101,11 @@ def test_the_fit_has_the_models_levels_and_anchors_per_level(tmp_path, thin, opt
     fit = fit_for_config(cfg, load_split(cfg, "train").records, generations=50)
     assert fit.anchors.shape == layout and level_strides(cfg) == strides
     assert fit.before.bpr < fit.after.bpr
+
+
+def test_auto_with_one_anchor_per_box_says_what_that_costs(tmp_path, thin):
+    cfg = load_config(thin_config(tmp_path, thin, "auto"), [*SHORT, "train.anchor_thresh=null"])
+    Trainer(cfg, tmp_path / "run", progress=False)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "WARNING model.anchors: auto: train.anchor_thresh is null, so each box trains only its best anchor" in log
+    assert isinstance(cfg.model.anchors, list)
