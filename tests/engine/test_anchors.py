@@ -110,3 +110,11 @@ def test_the_trainer_says_how_many_training_boxes_the_size_rule_drops(tmp_path, 
     assert "training boxes" in log and "have a side of data.aug.min_box_size=12 px or less" in log
     Trainer(load_config(config, [*SHORT, "data.aug.min_box_size=0"]), tmp_path / "run0", progress=False)
     assert "min_box_size=0 px or less" not in (tmp_path / "run0" / "train.log").read_text()
+
+
+def test_auto_with_one_anchor_per_box_says_what_that_costs(tmp_path, thin):
+    cfg = load_config(thin_config(tmp_path, thin, "auto"), [*SHORT, "train.anchor_thresh=null"])
+    Trainer(cfg, tmp_path / "run", progress=False)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "WARNING model.anchors: auto: train.anchor_thresh is null, so each box trains only its best anchor" in log
+    assert isinstance(cfg.model.anchors, list)

@@ -37,6 +37,7 @@ def test_the_command_prints_both_and_writes_the_figures_and_a_block_to_paste(tmp
     assert len(written["anchors"]) == 9 and written["seed"] == 0 and written["generations"] == 300
     assert f"{written['bpr_before']:.4f}" in out and f"{written['bpr_after']:.4f}" in out
     assert "current (default)" in out and "fitted" in out and "shape IoU > 0.25 (train.anchor_thresh)" in out
+    assert "note:" not in out
     text = block.read_text()
     assert text in out and "# stride 8" in text and "# stride 32" in text
     # the block pasted into a config gives these anchors
@@ -48,7 +49,8 @@ def test_the_command_prints_both_and_writes_the_figures_and_a_block_to_paste(tmp
     assert yolo_asff(["anchors", "--config", str(config), "--json", str(again), "--generations", "300",
                       "--opts", "train.anchor_thresh=null"]) == 0
     assert json.loads(again.read_text())["anchors"] == written["anchors"]
-    assert "(the rule when train.anchor_thresh is null)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(the rule when train.anchor_thresh is null)" in out and "note: train.anchor_thresh is null" in out
 
 
 def test_the_tool_reports_user_errors_in_one_line(tmp_path, thin):

@@ -23,7 +23,7 @@ from .. import load_config
 from ..config import Config
 from ..data.anchors import GOOD_RECALL, AnchorFit, AnchorStats, anchors_yaml
 from ..data.build import load_split
-from ..engine.anchors import anchor_source, fit_for_config, level_strides
+from ..engine.anchors import anchor_source, fit_for_config, level_strides, one_anchor_note
 from ..utils.cli import UserError, tool_main
 from ..utils.files import atomic_write, check_writable, write_json
 from ..utils.logging import setup_logging
@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     print(f"\nmodel.anchors for {cfg.model.arch}, smallest first, {fit.anchors.shape[1]} per level (paste into the "
           "config):\n")
     print(block)
+    if one_anchor_note(cfg):
+        print(f"note: {one_anchor_note(cfg)}\n")
     if args.yaml:
         atomic_write(args.yaml, lambda f: f.write(block.encode("utf-8")))
         print(f"wrote {args.yaml}")
