@@ -10,9 +10,9 @@ Why not albumentations' ``Mosaic`` (2.0.8), which has the same layout and could 
 seeded per call, and a box number rides through it as an extra box column): it costs about 10 ms a
 mosaic at 608×608 against about 2 ms here, because each call builds and validates a new pipeline for
 each cell, resizes whole pictures of which a quarter is shown, and converts and checks every box
-several times. With it the data benchmark (``tools/benchmark.py data``, 608, mosaic and mixup on)
-fell to 0.6 of its speed without mosaic, under the 50 images/s per worker the pipeline must keep;
-this one keeps 0.77 (figures of the same machine and moment, measured side by side). The layout
+several times. With it the data benchmark (``tools/benchmark.py data``, 608, mosaic on every sample,
+mixup on half) fell to 0.55–0.65 of its speed without mosaic, under the 50 images/s per worker the
+pipeline must keep; with this one it keeps about 0.75 (measured side by side on one machine). The layout
 below is albumentations' (``fit_mode="cover"``, cell size = canvas size, centre in 30–70 %, the
 first picture in the largest part).
 """
