@@ -182,7 +182,7 @@ class TrainConfig:
     gamma: float = _f(0.1, "step schedule factor")
     amp: bool = _f(True, "mixed precision on GPU (bf16 where supported, else fp16)")
     channels_last: bool = _f(True, "model and batches in channels-last (NHWC) memory format: faster convolutions with "
-                             "cuDNN and with oneDNN on the CPU (1.4x per step at width 0.125 on the reference CPU)")
+                             "cuDNN and with oneDNN on the CPU (1.4-1.6x per step at width 0.125 on the reference CPU)")
     ema: bool = _f(True, "keep an exponential moving average of the weights")
     ema_decay: float = _f(0.9998, "EMA decay")
     grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")
