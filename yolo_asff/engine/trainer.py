@@ -47,7 +47,6 @@ from ..utils.logging import setup_logging
 from . import dist
 from .anchors import check_anchor_recall, fit_auto_anchors
 from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
-from .coco_api import check_backend
 from .ema import ModelEMA
 from .evaluator import Evaluator
 from ..utils.files import make_dir, write_json
@@ -165,7 +164,10 @@ class Trainer:
             self.monitor.info("initial weights: %s", load_initial_weights(model, weights))
         # Before DDP, the optimizer and the EMA, which all take the parameters that train at construction.
         self.frozen = freeze_backbone(model, t.freeze)
-        check_backend(cfg.test.coco_backend)  # a missing package is said now, not at the first evaluation
+        # The evaluator now, not at the first evaluation: a validation split that cannot be used, or a missing
+        # test.coco_backend package, stops the run before the training set is built (an error naming the file
+        # or the package), instead of failing every evaluation after hours of training.
+        self.evaluator: Any = Evaluator(cfg)
 
         self.train_set = build_dataset(cfg, "train", annotations=train_split)
         if self.main:
@@ -228,9 +230,6 @@ class Trainer:
                 "before decaying to train.min_lr; move train.cosine_start_epoch / cosine_end_epoch with train.epochs",
                 t.cosine_end_epoch, t.epochs, self.schedule(t.epochs))
         self._warn_about_the_schedule(total_batch)
-        # Now, not at the first evaluation: a validation split that cannot be used stops the run before it
-        # trains (DatasetError, naming the file), instead of failing every evaluation after hours of training.
-        self.evaluator: Any = Evaluator(cfg)
         self._stop_requested = False  # set by a signal on this rank
         self._stop_agreed = False  # some rank asked: every rank stops at the same batch
         self.monitor.info(
