@@ -4,13 +4,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
+import torch
 
 from ..utils.logging import get_logger
 
-__all__ = ["RunMonitor", "Throughput", "format_duration"]
+__all__ = ["LossSums", "RunMonitor", "Throughput", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
@@ -115,3 +116,27 @@ class Throughput:
 
     def rate(self) -> float:
         return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+
+class LossSums:
+    """Sums of the loss terms over steps, kept where the terms are (the device) until they are read.
+
+    :meth:`add` is tensor arithmetic only, no host synchronisation; :meth:`means` reads every sum in one
+    device-to-host copy. Terms are the detached scalar tensors of the loss's dict (``YoloLoss.forward``).
+    """
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+
+    def means(self) -> Dict[str, float]:
+        """Each term's mean over the steps added (host floats); empty before the first :meth:`add`."""
+        if not self.count or not self.sums:
+            return {}
+        values = torch.stack([torch.as_tensor(v) for v in self.sums.values()]).tolist()
+        return {name: value / self.count for name, value in zip(self.sums, values)}

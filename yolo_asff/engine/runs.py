@@ -43,6 +43,8 @@ SAFE_ON_RESUME = (
     "train.patience", "train.time_limit",
     # evaluation only
     "test.batch_size", "test.img_size", "test.conf_thresh", "test.nms_thresh", "test.max_det", "test.coco_backend",
+    # how the step runs, not what it computes
+    "train.compile",
     # naming only (a resumed run stays in its folder)
     "runtime.output_dir", "runtime.name",
 )

@@ -29,8 +29,9 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -50,10 +51,10 @@ from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, 
 from .ema import ModelEMA
 from .evaluator import Evaluator
 from ..utils.files import make_dir, write_json
-from .monitor import RunMonitor, Throughput, format_duration
+from .monitor import LossSums, RunMonitor, Throughput, format_duration
 from .optim import LrSchedule, build_optimizer, scaled_lr
 
-__all__ = ["Trainer", "TrainingError", "freeze_backbone", "load_initial_weights"]
+__all__ = ["Trainer", "TrainingError", "compile_for_training", "freeze_backbone", "load_initial_weights"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -120,6 +121,24 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
             torch.cuda.set_rng_state(device_state, index)
 
 
+def compile_for_training(module: nn.Module, graphs: int) -> nn.Module:
+    """``torch.compile(module, dynamic=False)``: one graph per input shape, each compiled at its first step.
+
+    Multi-scale training presents several shapes (``graphs`` of them at most: sizes, batch lengths and
+    DropBlock settings; :meth:`Trainer._graphs_per_run`). torch._dynamo's recompile limit (8 by default)
+    is raised to that many, so that no shape falls back to eager. Graphs per shape won over dynamic
+    shapes on the CPU at width 0.125 (docs/BENCHMARKS.md, "torch.compile for training"): ``dynamic=True``
+    took longer to compile and still compiled again at the next size, for no faster steps, while a run
+    meets a bounded, known number of shapes.
+    """
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # renamed in 2.6
+    setattr(config, name, max(getattr(config, name), graphs))
+    return torch.compile(module, dynamic=False)
+
+
 class _Stop(Exception):
     """Raised in the loop at a step boundary (the position is ``images_in_epoch``): after a stop request
     (``signal``) or with the time budget spent (``time_limit``)."""
@@ -127,6 +146,40 @@ class _Stop(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Window(NamedTuple):
+    """An accumulation window: batches ``start`` to ``end`` (exclusive) of an epoch add up to one optimizer step."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+class _StepResult(NamedTuple):
+    """What a step hands the record-keeping: whether it trained (finite loss), its loss terms (detached
+    device tensors, not read yet), its learning rate, and this process's images and input width."""
+
+    finite: bool
+    terms: Dict[str, torch.Tensor]
+    lr: float
+    images: int
+    size: int
+
+
+@dataclass
+class _EpochRecords:
+    """What an epoch keeps between steps: loss sums of the log window and of the epoch, throughput."""
+
+    window_loss: LossSums = field(default_factory=LossSums)
+    epoch_loss: LossSums = field(default_factory=LossSums)
+    throughput: Throughput = field(default_factory=Throughput)
+    start: float = field(default_factory=time.perf_counter)
+    images: int = 0  # images of finite steps, all processes
+    lr: float = 0.0  # of the last step
 
 
 class Trainer:
@@ -146,15 +199,15 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.device = dist.init_distributed(cfg.runtime.device)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.main = self.rank == 0
-        if self.main:
+        self.is_main = self.rank == 0  # rank 0: writes the run folder, logs, saves
+        if self.is_main:
             make_dir(self.out_dir, "run folder")
             setup_logging(log_file=str(self.out_dir / "train.log"))
         # model.anchors: auto becomes numbers here, before config.yaml, the model and the checkpoints see it
         train_split = fit_auto_anchors(cfg)
-        if self.main and (resume is None or not (self.out_dir / "config.yaml").exists()):
+        if self.is_main and (resume is None or not (self.out_dir / "config.yaml").exists()):
             dump_config(cfg, self.out_dir / "config.yaml")  # a run's config.yaml is never rewritten
-        self.monitor = RunMonitor(self.out_dir, enabled=self.main, progress=progress)
+        self.monitor = RunMonitor(self.out_dir, enabled=self.is_main, progress=progress)
         dist.apply_threads(cfg.runtime.threads)
         self._seed(cfg.runtime.seed)
         t = cfg.train
@@ -170,7 +223,7 @@ class Trainer:
         self.evaluator: Any = Evaluator(cfg)
 
         self.train_set = build_dataset(cfg, "train", annotations=train_split)
-        if self.main:
+        if self.is_main:
             self.monitor.info("box sizes in the training split (pixels of the pictures):\n%s",
                               box_size_table(self.train_set.records, self.train_set.class_names))
             self._plot_labels()
@@ -189,20 +242,24 @@ class Trainer:
         if t.channels_last:
             model.to(memory_format=torch.channels_last)
         torch.manual_seed(cfg.runtime.seed + self.rank)  # distinct DropBlock masks per rank
+        # The model being trained: what the optimizer and the EMA hold and the checkpoints save.
         self.model = model
-        self.ddp = (
-            nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-            if self.world > 1 else model
-        )
+        # The same model as each step calls it: in DistributedDataParallel under torchrun, through torch.compile
+        # with train.compile; the model itself otherwise. Only the forward goes through it.
+        self.wrapped_model = self._wrap(model)
+        self._compiled_shapes: Set[Tuple[int, ...]] = set()  # input shapes the compiled model has seen
         self.loss_fn = build_loss(cfg, model)
         self.accumulate = max(1, round(t.nominal_batch_size / (t.batch_size * self.world)))
         total_batch = t.batch_size * self.world * self.accumulate
         self.base_lr = scaled_lr(t.lr, total_batch, t.ref_batch_size)
         self.schedule = LrSchedule.from_config(t, self.base_lr)
-        self.optimizer = build_optimizer(model, self.base_lr, t.momentum, t.weight_decay, t.nesterov, t.optimizer)
-        self.ema = ModelEMA(model, t.ema_decay) if t.ema else None
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # With the GradScaler, a fused optimizer skips an overflowing step on the GPU itself; any other reads the
+        # scaler's overflow flag on the host, a second synchronisation per step.
+        self.optimizer = build_optimizer(model, self.base_lr, t.momentum, t.weight_decay, t.nesterov, t.optimizer,
+                                         fused=self.scaler.is_enabled())
+        self.ema = ModelEMA(model, t.ema_decay) if t.ema else None
 
         self.epoch = 0
         self.images_in_epoch = 0  # images of the current epoch used (all processes): the position in the schedule
@@ -266,6 +323,36 @@ class Trainer:
         if self.epoch >= t.epochs:
             self.monitor.warning("the run is already complete (%d of %d epochs): nothing left to train; raise "
                                  "train.epochs to train longer", self.epoch, t.epochs)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` as the step calls it: in DistributedDataParallel with more than one process, then through
+        :func:`compile_for_training` with train.compile (torch.compile's documented order for DDP, which lets
+        its optimizer split the graph at the gradient buckets)."""
+        wrapped = model
+        if self.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.cfg.train.compile:
+            wrapped = compile_for_training(wrapped, self._graphs_per_run())
+        return wrapped
+
+    def _graphs_per_run(self) -> int:
+        """How many input shapes and model settings a run can present to the compiled model: each size of the
+        multi-scale set and data.img_size, at the full batch and the epoch's last, shorter one, for each
+        DropBlock setting of train.dropblock_schedule (the off setting before its first row included)."""
+        batches = self.loader.batch_sampler
+        sizes = len(set(batches.sizes) | {batches.base_size})
+        dropblock = len(self.cfg.train.dropblock_schedule) + 1 if self.cfg.model.dropblock else 1
+        return sizes * 2 * dropblock
+
+    def _log_new_compile(self, shape: Tuple[int, ...], seconds: float) -> None:
+        """With train.compile, one log line for the first step at each input shape: its time is mostly the
+        compilation of the graph for that shape."""
+        if not self.cfg.train.compile or shape in self._compiled_shapes:
+            return
+        self._compiled_shapes.add(shape)
+        self.monitor.info("train.compile: first step at input %s took %.1f s, compiling its graph included",
+                          "x".join(map(str, shape)), seconds)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -362,7 +449,7 @@ class Trainer:
     def _save(self, name: str) -> None:
         """Save ``name`` (atomically, on rank 0) with everything a resume needs."""
         rng = dist.all_gather_objects(_rng_state())
-        if not self.main:
+        if not self.is_main:
             return
         extra = {
             "images_in_epoch": self.images_in_epoch, "geometry": self._geometry(), "workdir": os.getcwd(),
@@ -389,92 +476,177 @@ class Trainer:
         self.model.set_dropblock(list(reversed(sizes)), keep)
 
     def _train_epoch(self) -> None:
-        t, n = self.cfg.train, self.epoch_len
+        """One epoch, or what is left of it after a resume: each batch's step (:meth:`_train_step`) and the
+        records kept around it (:meth:`_record_step`)."""
+        t = self.cfg.train
         batches = self.loader.batch_sampler
         batches.set_epoch(self.epoch, start_image=self.images_in_epoch)
         first = batches.start_batch  # the step a resumed epoch continues at
-        last = first + batches.batches_left()  # after a change of geometry an epoch can end before step n
+        last = first + batches.batches_left()  # after a change of geometry an epoch can end before epoch_len
         self._set_dropblock(self.epoch)
-        self.ddp.train()
-        self.monitor.start_epoch(self.epoch, t.epochs, n, first)
-        sums: Dict[str, Any] = {}
-        epoch_sums: Dict[str, Any] = {}
-        window = Throughput()
-        epoch_start, epoch_images = time.perf_counter(), 0
+        self.wrapped_model.train()
+        self.monitor.start_epoch(self.epoch, t.epochs, self.epoch_len, first)
+        records = _EpochRecords()
         self.optimizer.zero_grad(set_to_none=True)
         for batch_index, batch in enumerate(self.loader, start=first):
-            # The accumulation window of this batch: whole windows of train.nominal_batch_size, cut short at the
-            # epoch's end or where a resumed epoch starts; the loss is divided by the window's real length.
-            window_start = max(first, batch_index - batch_index % self.accumulate)
-            window_end = min(batch_index - batch_index % self.accumulate + self.accumulate, last)
-            if batch_index == window_start:  # a step boundary: a checkpoint holds whole steps only
-                if self._stop_agreed or (self.world == 1 and self._stop_requested):
-                    raise _Stop("signal")
-                if self._time_agreed or (self.world == 1 and self._over_time()):
-                    raise _Stop("time_limit")
-            lr = self.schedule(self.epoch + self.images_in_epoch / self.dataset_size)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            images = batch["images"].to(self.device, non_blocking=True)
-            if t.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = batch["targets"].to(self.device, non_blocking=True)
-            step_now = batch_index + 1 == window_end
-            sync = self.ddp.no_sync() if (self.world > 1 and not step_now) else nullcontext()
-            with sync:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    outputs = self.ddp(images)
-                loss, terms = self.loss_fn(outputs, targets, tuple(images.shape[-2:]))
-                finite = self._agree(loss)
-                if finite:
-                    self._nonfinite_run = 0
-                    self.scaler.scale(loss / (window_end - window_start)).backward()
-            if not finite:
-                self._nonfinite_run += 1
-                self.nonfinite_total += 1
-                self.monitor.warning("non-finite loss at epoch %d, batch %d (%s); step skipped (%d in a row)",
-                                     self.epoch + 1, batch_index + 1, {k: float(v) for k, v in terms.items()},
-                                     self._nonfinite_run)
-                if self._nonfinite_run >= t.nonfinite_patience:
-                    raise TrainingError(
-                        f"the loss was not finite for {self._nonfinite_run} steps in a row: training diverged. "
-                        f"Lower train.lr (now {t.lr}), lengthen train.warmup_epochs, set train.grad_clip, "
-                        "or turn off mixed precision with train.amp=false"
-                    )
-            if step_now:
-                if t.grad_clip is not None and finite:
-                    self.scaler.unscale_(self.optimizer)
-                    nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                # A skipped last batch (not finite) would leave each process with its own unsynchronised
-                # gradients under DDP: the window's step is skipped with it, on every rank alike.
-                if finite and any(p.grad is not None for g in self.optimizer.param_groups for p in g["params"]):
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    if self.ema is not None:
-                        self.ema.update(self.model)
-                self.optimizer.zero_grad(set_to_none=True)
-            self.iteration += 1
-            self.images_in_epoch += self.global_batch
-            self.monitor.step({"lr": f"{lr:.2e}", "size": images.shape[-1]})
-            if not finite:
-                continue
-            window.add(images.shape[0] * self.world)
-            epoch_images += images.shape[0] * self.world
-            for acc in (sums, epoch_sums):
-                for k, v in terms.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                acc["count"] = acc.get("count", 0) + 1
-            if (batch_index + 1) % self.cfg.runtime.log_interval == 0 or batch_index + 1 == n:
-                self._log_window(batch_index, n, sums, lr, images.shape[-1], window.rate())
-                sums, window = {}, Throughput()
+            window = self._accumulation_window(batch_index, first, last)
+            if batch_index == window.start:  # a step boundary: a checkpoint holds whole steps only
+                self._stop_at_step_boundary()
+            started = time.perf_counter()
+            step = self._train_step(batch, batch_index, window)
+            self._log_new_compile(tuple(batch["images"].shape), time.perf_counter() - started)
+            self._record_step(step, batch_index, records)
+        self._record_epoch(records)
+
+    def _accumulation_window(self, batch_index: int, first: int, last: int) -> _Window:
+        """The accumulation window of batch ``batch_index``: whole windows of ``accumulate`` batches (to
+        train.nominal_batch_size images), cut short where a resumed epoch starts (``first``) or where the
+        epoch ends (``last``, exclusive). The loss is divided by the window's real length."""
+        aligned = batch_index - batch_index % self.accumulate
+        return _Window(max(first, aligned), min(aligned + self.accumulate, last))
+
+    def _stop_at_step_boundary(self) -> None:
+        """Raise :class:`_Stop` when a stop was asked for or the time budget is spent: on every rank at the same
+        batch (the flags :meth:`_exchange_step_flags` spread), or at once in a run of one process."""
+        if self._stop_agreed or (self.world == 1 and self._stop_requested):
+            raise _Stop("signal")
+        if self._time_agreed or (self.world == 1 and self._over_time()):
+            raise _Stop("time_limit")
+
+    # ------------------------------------------------------------------------------ the step
+    def _train_step(self, batch: Dict[str, Any], batch_index: int, window: _Window) -> _StepResult:
+        """One batch: learning rate, forward under autocast, loss, the finite check with the flags exchange
+        (:meth:`_exchange_step_flags`, the step's one host synchronisation), backward, and at the end of
+        the accumulation window ``window`` the optimizer step and the EMA update.
+
+        The loss terms come back as device tensors, unread: the caller reads them when it logs.
+
+        Raises:
+            TrainingError: train.nonfinite_patience non-finite losses in a row.
+        """
+        lr = self._apply_lr()
+        images = batch["images"].to(self.device, non_blocking=True)
+        if self.cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = batch["targets"].to(self.device, non_blocking=True)
+        # The most boxes of one image, counted on the host by the collate: the loss pads to it instead of
+        # reading a count from the device.
+        loss_extra = (batch["max_boxes"],) if "max_boxes" in batch else ()
+        optimizer_step = batch_index + 1 == window.end
+        finite, terms = self._forward_backward(images, targets, loss_extra, window.length, optimizer_step)
+        if not finite:
+            self._count_nonfinite(batch_index, terms)
+        if optimizer_step:
+            self._optimizer_step(finite)
+        return _StepResult(finite, terms, lr, images.shape[0], images.shape[-1])
+
+    def _apply_lr(self) -> float:
+        """Set the schedule's learning rate at the current position (epochs, fractional) and return it."""
+        lr = self.schedule(self.epoch + self.images_in_epoch / self.dataset_size)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, loss_extra: Tuple[Any, ...],
+                          window_length: int, reduce_gradients: bool) -> Tuple[bool, Dict[str, torch.Tensor]]:
+        """Forward and loss (``loss_extra``: its arguments after the input size), then backward of
+        ``loss / window_length`` when the loss is finite on every rank.
+
+        Under DDP the gradients are all-reduced only with ``reduce_gradients`` (the window's last batch).
+        Returns whether the loss was finite everywhere, and the loss terms (detached, on the device).
+        """
+        reduce = self.wrapped_model.no_sync() if (self.world > 1 and not reduce_gradients) else nullcontext()
+        with reduce:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                outputs = self.wrapped_model(images)
+            loss, terms = self.loss_fn(outputs, targets, tuple(images.shape[-2:]), *loss_extra)
+            finite = self._exchange_step_flags(loss)
+            if finite:
+                self._nonfinite_run = 0
+                self.scaler.scale(loss / window_length).backward()
+        return finite, terms
+
+    def _exchange_step_flags(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank; also spreads a stop request and a spent time budget
+        (each rank reads its own clock) to every rank.
+
+        This is the step's one host synchronisation: the three flags are read in one go, after one
+        small all-reduce under torch.distributed, so that all ranks skip the same steps and stop at
+        the same batch (anything else would hang DDP). The flags are built on the device (a host
+        tensor copied there would be a synchronisation of its own).
+        """
+        over_time = self.world > 1 and self._over_time()
+        flags = torch.stack([torch.isfinite(loss.detach()).float().reshape(()),
+                             torch.full((), -float(self._stop_requested), device=loss.device),
+                             torch.full((), -float(over_time), device=loss.device)])
+        if self.world > 1:
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        finite, stop, time_up = flags.tolist()
+        self._stop_agreed = self._stop_agreed or stop < 0
+        self._time_agreed = self._time_agreed or time_up < 0
+        return finite > 0
+
+    def _count_nonfinite(self, batch_index: int, terms: Dict[str, torch.Tensor]) -> None:
+        """Count a skipped step; raise when train.nonfinite_patience of them came in a row."""
+        t = self.cfg.train
+        self._nonfinite_run += 1
+        self.nonfinite_total += 1
+        self.monitor.warning("non-finite loss at epoch %d, batch %d (%s); step skipped (%d in a row)",
+                             self.epoch + 1, batch_index + 1, {k: float(v) for k, v in terms.items()},
+                             self._nonfinite_run)
+        if self._nonfinite_run >= t.nonfinite_patience:
+            raise TrainingError(
+                f"the loss was not finite for {self._nonfinite_run} steps in a row: training diverged. "
+                f"Lower train.lr (now {t.lr}), lengthen train.warmup_epochs, set train.grad_clip, "
+                "or turn off mixed precision with train.amp=false"
+            )
+
+    def _optimizer_step(self, finite: bool) -> None:
+        """End of an accumulation window: clip, step, update the EMA (unless the last batch was not finite),
+        and clear the gradients. Nothing here reads the device: the gradient norm stays a device tensor,
+        and the GradScaler's overflow check runs on the device with the fused optimizer it is given."""
+        if finite:
+            if self.cfg.train.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            # A skipped last batch (not finite) would leave each process with its own unsynchronised gradients
+            # under DDP: the window's step is skipped with it, on every rank alike.
+            if any(p.grad is not None for g in self.optimizer.param_groups for p in g["params"]):
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------------------ records of the steps
+    def _record_step(self, step: _StepResult, batch_index: int, records: _EpochRecords) -> None:
+        """Count the step, move the progress bar, and sum its loss terms (still on the device); every
+        runtime.log_interval batches and at the epoch's end, read and log them."""
+        self.iteration += 1
+        self.images_in_epoch += self.global_batch
+        self.monitor.step({"lr": f"{step.lr:.2e}", "size": step.size})
+        records.lr = step.lr
+        if not step.finite:
+            return
+        images = step.images * self.world
+        records.throughput.add(images)
+        records.images += images
+        records.window_loss.add(step.terms)
+        records.epoch_loss.add(step.terms)
+        if (batch_index + 1) % self.cfg.runtime.log_interval == 0 or batch_index + 1 == self.epoch_len:
+            self._log_window(batch_index, records.window_loss, step.lr, step.size, records.throughput.rate())
+            records.window_loss, records.throughput = LossSums(), Throughput()
+
+    def _record_epoch(self, records: _EpochRecords) -> None:
+        """The epoch's mean loss terms in the loss history, and its time and images in the throughput."""
         self.monitor.end_epoch()
-        if epoch_sums.get("count"):
-            count = epoch_sums.pop("count")
-            means = {k: float(v) / count for k, v in epoch_sums.items()}
-            self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means, "lr": lr})
-        self.train_time += time.perf_counter() - epoch_start
-        self.train_images += epoch_images
+        if records.epoch_loss.count:
+            means = records.epoch_loss.means()
+            self.loss_history.append({"epoch": self.epoch + 1, "total": sum(means.values()), **means,
+                                      "lr": records.lr})
+        self.train_time += time.perf_counter() - records.start
+        self.train_images += records.images
         self.images_in_epoch = 0
 
     def _stop_after_epoch(self) -> bool:
@@ -487,29 +659,12 @@ class Trainer:
         self._stop_agreed = self._stop_agreed or bool(flag.item())
         return self._stop_agreed
 
-    def _agree(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank; also spreads a stop request and a spent time budget
-        (each rank reads its own clock) to every rank.
-
-        One small all-reduce per batch under torch.distributed, so that all ranks skip the
-        same steps and stop at the same batch (anything else would hang DDP).
-        """
-        over_time = self.world > 1 and self._over_time()
-        flags = torch.cat([torch.isfinite(loss).float().reshape(1),
-                           torch.tensor([-float(self._stop_requested), -float(over_time)], device=loss.device)])
-        if self.world > 1:
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
-        finite, stop, time_up = flags.tolist()
-        self._stop_agreed = self._stop_agreed or stop < 0
-        self._time_agreed = self._time_agreed or time_up < 0
-        return finite > 0
-
-    def _log_window(self, batch_index: int, n: int, sums: Dict[str, Any], lr: float, size: int, rate: float) -> None:
-        count = sums.pop("count", 0)
-        if not count:
+    def _log_window(self, batch_index: int, losses: LossSums, lr: float, size: int, rate: float) -> None:
+        if not losses.count:
             return
-        means = {k: float(v) / count for k, v in sums.items()}
+        means = losses.means()
         total = sum(means.values())
+        n = self.epoch_len
         done = self.iteration
         left = self.cfg.train.epochs * n - done
         eta = left * (self.cfg.train.batch_size * self.world) / max(rate, 1e-9)
@@ -567,7 +722,7 @@ class Trainer:
         scalars = {f"val/{k}": v for k, v in record.items() if k not in ("epoch", "val_loss")}
         scalars.update({f"val_loss/{k}": v for k, v in record.get("val_loss", {}).items()})
         self.monitor.scalars(scalars, self.iteration)
-        if self.main:
+        if self.is_main:
             self._plot_evaluation(results.get("curves"))
             try:
                 self._log_val_images(model)
@@ -604,7 +759,7 @@ class Trainer:
         resume too)."""
         from .plots import write_results
 
-        if not self.main:
+        if not self.is_main:
             return
         try:
             write_results(self.out_dir, self.loss_history, self.history, plot)
@@ -742,7 +897,7 @@ class Trainer:
             self.monitor.close()
         self.stop_reason = self.stop_reason or "completed"
         metrics = self._metrics()
-        if self.main:
+        if self.is_main:
             write_json(self.out_dir / "metrics.json", metrics)
             best = (f"best AP {metrics['best_AP']:.4f} / AP50 {metrics['best_AP50']:.4f} (epoch {metrics['best_epoch']:g})"
                     if metrics["best_epoch"] >= 0 else "no evaluation finished (see the errors above)")

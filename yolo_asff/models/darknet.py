@@ -111,6 +111,8 @@ class TinyDarknet(StagedBackbone):
             x = F.max_pool2d(self.convs[i](x), 2, 2) if i < 4 else self.convs[i](x)
         t8 = x
         x = self.convs[5](F.max_pool2d(t8, 2, 2))
-        # Darknet's size-2 stride-1 pool keeps the size by padding one row and column.
-        x = F.max_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, 1)
+        # Darknet's size-2 stride-1 pool keeps the size by padding one row and column. A replicated edge
+        # and a -inf one give the same maxima (the edge value is in the window either way) and the same
+        # gradients; -inf because torch.compile's backward of the replicate pad fails (PyTorch 2.14, CPU).
+        x = F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 2, 1)
         return [t8, self.convs[6](x)]
