@@ -129,3 +129,117 @@ def make_oracle():
         return OracleDetector(table, len(dataset.class_names))
 
     return build
+
+
+# Tensor → Python conversions: each waits for the device to finish (a host synchronisation on a GPU).
+_HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__", "__array__",
+               "__format__", "equal", "allclose")
+# Operations whose output shape depends on the values: on a GPU each one reads a count back to the host.
+_DATA_DEPENDENT = ("nonzero", "argwhere", "unique", "unique_consecutive", "masked_select", "bincount")
+
+
+class HostSyncCounter:
+    """Records every tensor → host read made inside ``with counter:`` (see the ``host_syncs`` fixture).
+
+    Counted: ``Tensor.item/tolist/numpy/cpu``, ``bool()``, ``int()``, ``float()``, ``__index__``,
+    ``__array__``, formatting, ``torch.equal/allclose``, ``.to()`` from a device to the CPU; and the
+    data-dependent shapes: ``nonzero``, ``argwhere``, ``unique``, ``unique_consecutive``,
+    ``masked_select``, ``bincount``, one-argument ``torch.where``, ``repeat_interleave`` with tensor
+    repeats and no ``output_size``, and indexing or assignment with a boolean mask. Each call appends
+    its name to :attr:`calls` (a ``cpu()`` of a CPU tensor too: on a GPU it would wait). On a machine
+    with CUDA the block also runs under ``torch.cuda.set_sync_debug_mode("error")``.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list = []
+        self.active = False
+        self._saved: list = []
+        self._debug_mode = 0
+
+    def _record(self, name: str) -> None:
+        if self.active:
+            self.calls.append(name)
+
+    def _wrap(self, owner, name: str, counts=lambda *a, **k: True) -> None:
+        original = getattr(owner, name)
+        counter = self
+
+        def counted(*args, **kwargs):
+            if counter.active and counts(*args, **kwargs):
+                counter.calls.append(name)
+            was, counter.active = counter.active, False  # calls made by the original itself are not counted again
+            try:
+                return original(*args, **kwargs)
+            finally:
+                counter.active = was
+
+        self._saved.append((owner, name, owner.__dict__.get(name, None) if isinstance(owner, type) else original))
+        setattr(owner, name, counted)
+
+    def install(self) -> None:
+        def is_mask(index) -> bool:
+            parts = index if isinstance(index, tuple) else (index,)
+            return any(isinstance(p, torch.Tensor) and p.dtype in (torch.bool, torch.uint8) for p in parts)
+
+        def to_host(tensor, *args, **kwargs) -> bool:
+            target = kwargs.get("device", args[0] if args else None)
+            if not isinstance(target, (str, torch.device)) or tensor.device.type == "cpu":
+                return False
+            return torch.device(target).type == "cpu"
+
+        def tensor_repeats(*args, **kwargs) -> bool:
+            """repeat_interleave(input, repeats) with tensor repeats, or repeat_interleave(repeats), sizeless."""
+            repeats = kwargs.get("repeats", args[1] if len(args) > 1 else None)
+            counts_only = len(args) == 1 and "repeats" not in kwargs
+            return (counts_only or isinstance(repeats, torch.Tensor)) and kwargs.get("output_size") is None
+
+        for name in _HOST_READS:
+            self._wrap(torch.Tensor, name)
+        for name in ("equal", "allclose", *_DATA_DEPENDENT):
+            if hasattr(torch, name):
+                self._wrap(torch, name)
+        for name in _DATA_DEPENDENT:
+            if hasattr(torch.Tensor, name) and name not in _HOST_READS:
+                self._wrap(torch.Tensor, name)
+        self._wrap(torch.Tensor, "to", to_host)
+        self._wrap(torch.Tensor, "__getitem__", lambda tensor, index: is_mask(index))
+        self._wrap(torch.Tensor, "__setitem__", lambda tensor, index, value: is_mask(index))
+        self._wrap(torch, "where", lambda *args, **kwargs: len(args) + len(kwargs) == 1)
+        self._wrap(torch, "repeat_interleave", tensor_repeats)
+        self._wrap(torch.Tensor, "repeat_interleave", tensor_repeats)
+
+    def uninstall(self) -> None:
+        for owner, name, saved in reversed(self._saved):
+            if isinstance(owner, type) and saved is None:
+                delattr(owner, name)  # it was inherited: remove the override
+            else:
+                setattr(owner, name, saved)
+        self._saved.clear()
+
+    def __enter__(self) -> "HostSyncCounter":
+        self.calls.clear()
+        if torch.cuda.is_available():
+            self._debug_mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("error")
+        self.active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.active = False
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode(self._debug_mode)
+
+
+@pytest.fixture
+def host_syncs():
+    """A :class:`HostSyncCounter`: ``with host_syncs: <code>`` then ``assert host_syncs.calls == []`` (or a budget).
+
+    The conversions are instrumented for the whole test and restored after it; only calls inside
+    the ``with`` block are recorded.
+    """
+    counter = HostSyncCounter()
+    counter.install()
+    try:
+        yield counter
+    finally:
+        counter.uninstall()

@@ -322,11 +322,13 @@ class ValidationLoss:
         self.sums: Dict[str, Any] = {}  # tensors on the model's device: no host sync per batch
         self.images = 0
 
-    def add(self, raw: Any, targets: torch.Tensor, image_size: Tuple[int, int], batch_size: int) -> None:
-        """One batch: ``raw`` the head's outputs, ``targets`` ``(M, 7)`` (see the class docstring)."""
+    def add(self, raw: Any, targets: torch.Tensor, image_size: Tuple[int, int], batch_size: int,
+            max_boxes: Optional[int] = None) -> None:
+        """One batch: ``raw`` the head's outputs, ``targets`` ``(M, 7)`` (see the class docstring), ``max_boxes``
+        an upper bound on one image's boxes (the collate's; the loss counts them itself without it)."""
         device_type = targets.device.type
         with torch.autocast(device_type, enabled=False):  # as in training: the loss runs in float32
-            _, terms = self.loss_fn(raw, targets, image_size)
+            _, terms = self.loss_fn(raw, targets, image_size, max_boxes)
         for name, value in terms.items():
             self.sums[name] = self.sums.get(name, 0.0) + value.detach().float() * batch_size
         self.images += batch_size
@@ -442,7 +444,8 @@ class Evaluator:
                     decoded = model(images)
                     if hook is not None and raw and all(batch["readable"]):
                         targets = batch["targets"][torch.from_numpy(self._counted_targets(batch["image_ids"]))]
-                        loss.add(raw[-1], targets.to(device), tuple(images.shape[-2:]), len(images))
+                        loss.add(raw[-1], targets.to(device), tuple(images.shape[-2:]), len(images),
+                                 batch.get("max_boxes"))
                     dets = postprocess(decoded, t.conf_thresh, t.nms_thresh, t.max_det)
                     rows = torch.cat([torch.cat([d.boxes, d.scores[:, None], d.labels[:, None].float()], 1)
                                       for d in dets]).cpu().numpy()  # one device→host copy per batch

@@ -1,0 +1,66 @@
+"""The loss never waits for the device: no host reads and no data-dependent shapes (issue 17, section 1.2).
+
+Counted on the CPU by instrumenting every tensor → Python conversion and every operation whose output
+shape depends on the values (the ``host_syncs`` fixture in tests/conftest.py); on a GPU each of them
+would stall the step until the device caught up.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolo_asff.config import load_config
+from yolo_asff.models import build_model
+from yolo_asff.models.loss import assign_targets, build_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BUILTIN = Path(__file__).resolve().parents[2] / "configs" / "builtin.yaml"
+SIZE = 64
+# Two images: three boxes, one of them on the edge and one degenerate, then one box with a mixup weight.
+TARGETS = torch.tensor([
+    [0, 1, 5.0, 5.0, 30.0, 40.0, 1.0],
+    [0, 2, 40.0, 0.0, 64.0, 64.0, 1.0],
+    [0, 0, 20.0, 20.0, 20.0, 21.0, 1.0],
+    [1, 3, 10.0, 12.0, 60.0, 50.0, 0.4],
+])
+
+
+def _model_and_loss(head: str):
+    cfg = load_config(BUILTIN, [f"model.head={head}", "train.anchor_thresh=0.25"])
+    model = build_model(cfg).train()
+    return model, build_loss(cfg, model)
+
+
+@pytest.mark.parametrize("head", ["yolov3", "guided"])
+@pytest.mark.parametrize("targets", [TARGETS, torch.zeros(0, 7)], ids=["boxes", "no boxes"])
+def test_a_loss_step_makes_no_host_sync(head, targets, host_syncs):
+    model, loss_fn = _model_and_loss(head)
+    outputs = model(torch.randn(2, 3, SIZE, SIZE))
+    max_boxes = int(torch.bincount(targets[:, 0].long(), minlength=2).max())  # what the collate counts on the host
+    with host_syncs:
+        total, terms = loss_fn(outputs, targets, (SIZE, SIZE), max_boxes)
+        total.backward()
+    assert host_syncs.calls == []
+    assert torch.isfinite(total) and terms["obj"] > 0
+    assert all(p.grad is not None for p in model.head.parameters())  # every head weight is in the graph
+
+
+def test_without_max_boxes_the_loss_counts_the_boxes_with_one_host_read(host_syncs):
+    model, loss_fn = _model_and_loss("yolov3")
+    outputs = model(torch.randn(2, 3, SIZE, SIZE))
+    with host_syncs:
+        counted, _ = loss_fn(outputs, TARGETS, (SIZE, SIZE))
+    assert host_syncs.calls == ["__int__"]
+    given, _ = loss_fn(outputs, TARGETS, (SIZE, SIZE), 3)
+    assert given.item() == counted.item()
+
+
+def test_the_counter_sees_the_index_form_assignment_sync(host_syncs):
+    """The readable assign_targets (nonzero, unique) is what the loss no longer does: the counter catches it."""
+    _, loss_fn = _model_and_loss("yolov3")
+    with host_syncs:
+        assign_targets(TARGETS, loss_fn.anchors, loss_fn.strides, [(8, 8), (4, 4), (2, 2)])
+    assert "nonzero" in host_syncs.calls and "unique" in host_syncs.calls
