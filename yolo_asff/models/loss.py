@@ -32,7 +32,7 @@ from .head import HeadOutput, make_grid
 
 __all__ = [
     "LevelAssignment", "LevelMatch", "YoloLoss", "GuidedYoloLoss", "assign_targets", "last_wins", "anchor_matches",
-    "match_level", "padded_boxes", "build_loss", "LOSS_TERMS",
+    "match_level", "box_cells", "boxes_per_image", "padded_boxes", "build_loss", "LOSS_TERMS",
 ]
 
 # The config's list (what train.loss_weights may name) is the one source; "guide" is the guided head's own term.
@@ -42,7 +42,9 @@ _MAX_LOG_WH = 10.0  # exp(10) anchors: no real box is larger, and exp never over
 # Pixels. A predicted anchor (guided head) is capped here so that a diverging guide keeps log and exp
 # finite; no input this package takes comes near it.
 _MAX_ANCHOR_SIDE = 1e6
-_CPU_IOU_CHUNK = 1 << 18  # (prediction, box) pairs per max_iou call on a CPU: its intermediates fit in L2
+# (prediction, box) pairs per max_iou call: on a CPU its intermediates fit in L2; on a GPU 128 MB each.
+_CPU_IOU_CHUNK = 1 << 18
+_GPU_IOU_CHUNK = 1 << 25
 
 
 class LevelAssignment(NamedTuple):
@@ -151,13 +153,6 @@ class LevelMatch(NamedTuple):
         return LevelAssignment(self.batch[m], self.slot[m, k], self.gy[m], self.gx[m], m)
 
 
-def slot_index(batch: Tensor, slot: Tensor, cells: Tuple[Tensor, Tensor], shape: Tuple[int, int, int, int]) -> Tensor:
-    """Flat index into ``(B, S, H, W)`` of each box's ``slot`` ``(M, K)`` at its image ``batch`` and cell ``(gy, gx)`` ``(M,)``."""
-    _, s, h, w = shape
-    gy, gx = cells
-    return ((batch[:, None] * s + slot) * h + gy[:, None]) * w + gx[:, None]
-
-
 def match_level(
     matched: Tensor, slot: Tensor, order: Tensor, batch: Tensor, cells: Tuple[Tensor, Tensor],
     shape: Tuple[int, int, int, int],
@@ -175,12 +170,14 @@ def match_level(
     Every candidate's order is scattered with ``amax`` into a dense winner map over the slots,
     then each candidate reads back whether its own order is the one that won.
     """
-    index = slot_index(batch, slot, cells, shape)
+    _, s, h, w = shape
+    gy, gx = cells
+    index = ((batch[:, None] * s + slot) * h + gy[:, None]) * w + gx[:, None]  # flat into (B, S, H, W)
     order = torch.where(matched, order, -1)
-    winner = torch.full((shape[0] * shape[1] * shape[2] * shape[3],), -1, dtype=order.dtype, device=order.device)
+    winner = torch.full((shape[0] * s * h * w,), -1, dtype=order.dtype, device=order.device)
     winner = winner.scatter_reduce(0, index.flatten(), order.flatten(), reduce="amax")
     won = matched & (winner[index] == order)
-    return LevelMatch(batch, cells[0], cells[1], slot, index, won, winner)
+    return LevelMatch(batch, gy, gx, slot, index, won, winner)
 
 
 def boxes_per_image(targets: Tensor, batch_size: int) -> Tensor:
@@ -219,6 +216,26 @@ def _decode(txywh: Tensor, cell_xy: Tensor, stride: int, anchors_wh: Tensor) -> 
 def _masked_sum(mask: Tensor, values: Tensor) -> Tensor:
     """Sum of ``values`` where ``mask``; ``where`` (not a product) so an unmatched candidate's inf or nan stays out."""
     return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
+
+
+class _GroundTruth(NamedTuple):
+    """Per-box quantities of the ``M`` targets, and each image's boxes padded to ``G``."""
+
+    boxes: Tensor  # (M, 4) xyxy, input pixels
+    centres: Tensor  # (M, 2)
+    sizes: Tensor  # (M, 2), at least _MIN_SIDE
+    scale_weight: Tensor  # (M,)
+    weight: Tensor  # (M,) mixup weight: the objectness target
+    classes: Tensor  # (M, C) class targets
+    per_image: Tensor  # (B, G, 4)
+
+
+def _anchors_at(out: HeadOutput, batch: Tensor, slot: Tensor, cells: Tuple[Tensor, Tensor]) -> Tensor:
+    """``(M, K, 2)`` the anchor (w, h) of each box's ``slot`` ``(M, K)`` at its image and cell, capped at
+    :data:`_MAX_ANCHOR_SIDE` (indexing the broadcast map: a fixed anchor table is never expanded)."""
+    gy, gx = cells
+    anchors = out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE).expand(*out.raw.shape[:4], 2)
+    return anchors[batch[:, None], slot, gy[:, None], gx[:, None]]
 
 
 class YoloLoss(nn.Module):
@@ -286,15 +303,12 @@ class YoloLoss(nn.Module):
         b, s, h, w, _ = raw.shape
         with torch.no_grad():
             boxes = _decode(raw[..., :4], make_grid(h, w, raw.device, raw.dtype), stride, anchors).view(b, -1, 4)
-            if boxes.device.type == "cpu":
-                # A few images at a time keep the (G, N) intermediates in cache: 2-3x faster on a CPU (measured).
-                # The chunk size follows from the shapes alone; a GPU takes the batch in one call.
-                step = max(1, _CPU_IOU_CHUNK // (boxes.shape[1] * gt_per_image.shape[1]))
-                best_iou = torch.cat([
-                    max_iou(boxes[i:i + step], gt_per_image[i:i + step]) for i in range(0, b, step)
-                ])
-            else:
-                best_iou = max_iou(boxes, gt_per_image)
+            # A few images at a time: on a CPU the (G, N) intermediates then stay in cache (2-3x faster, measured);
+            # on a GPU they stay within memory when an image has hundreds of boxes. The chunks follow from the
+            # shapes alone (no host read); a batch that fits is one call.
+            budget = _CPU_IOU_CHUNK if boxes.device.type == "cpu" else _GPU_IOU_CHUNK
+            step = max(1, budget // (boxes.shape[1] * gt_per_image.shape[1]))
+            best_iou = torch.cat([max_iou(boxes[i:i + step], gt_per_image[i:i + step]) for i in range(0, b, step)])
         return (best_iou <= self.ignore_thresh).view(b, s, h, w)
 
     def match(self, outputs: Sequence[HeadOutput], targets: Tensor) -> List[Tuple[LevelMatch, Optional[LevelMatch]]]:
@@ -323,7 +337,7 @@ class YoloLoss(nn.Module):
                 result.append((match_level(on_level, anchor, order, batch, cells, shape), None))
                 continue
             free = torch.full_like(anchor, num_anchors)  # the anchor-free slot comes after the anchors
-            free_size = _flat_anchors(out)[slot_index(batch, free[:, :1], cells, shape)][:, 0]  # (M, 2)
+            free_size = _anchors_at(out, batch, free[:, :1], cells)[:, 0]  # (M, 2)
             free_better = aligned_shape_iou(sizes, free_size)[:, None] > aligned_shape_iou(
                 sizes[:, None], self.anchors[level][None]
             )
@@ -337,7 +351,7 @@ class YoloLoss(nn.Module):
             result.append((positives, guide_slots))
         return result
 
-    def _box_terms(self, p: Tensor, anchors: Tensor, match: LevelMatch, stride: int, gt: "_GroundTruth") -> Dict[str, Tensor]:
+    def _box_terms(self, p: Tensor, anchors: Tensor, match: LevelMatch, stride: int, gt: _GroundTruth) -> Dict[str, Tensor]:
         """Sums of the xy, wh, IoU and class terms over the won candidates of one level.
 
         ``p`` ``(M, K, 5 + C)`` the candidates' logits, ``anchors`` ``(M, K, 2)`` their slots' anchors.
@@ -360,7 +374,7 @@ class YoloLoss(nn.Module):
             "cls": _masked_sum(match.won, cls_loss),
         }
 
-    def _objectness(self, raw: Tensor, anchor_map: Tensor, match: LevelMatch, stride: int, gt: "_GroundTruth") -> Tensor:
+    def _objectness(self, raw: Tensor, anchor_map: Tensor, match: LevelMatch, stride: int, gt: _GroundTruth) -> Tensor:
         """Sum of one level's objectness BCE: positives (target: their box's mixup weight) and the
         negatives the ignore rule keeps (target 0)."""
         not_ignored = self._not_ignored(raw, anchor_map, stride, gt.per_image).flatten()
@@ -379,7 +393,7 @@ class YoloLoss(nn.Module):
         return _masked_sum(match.won, 1.0 - iou * iou)
 
     def _ground_truth(self, targets: Tensor, batch_size: int, image_size: Tuple[int, int],
-                      max_boxes: Optional[int]) -> "_GroundTruth":
+                      max_boxes: Optional[int]) -> _GroundTruth:
         centres, sizes = xyxy_to_cxcywh(targets[:, 2:6])
         sizes = sizes.clamp(min=_MIN_SIDE)
         # YOLOv3's box weight: small boxes weigh up to 2x, a box filling the image 1x.
@@ -408,7 +422,8 @@ class YoloLoss(nn.Module):
             anchor_map = out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE)
             sums["obj"] = sums["obj"] + self._objectness(raw, anchor_map, positives, stride, gt)
             p = raw.reshape(-1, raw.shape[-1])[positives.index]  # (M, A, 5 + C)
-            for term, value in self._box_terms(p, _flat_anchors(out)[positives.index], positives, stride, gt).items():
+            anchors = _anchors_at(out, positives.batch, positives.slot, (positives.gy, positives.gx))  # (M, A, 2)
+            for term, value in self._box_terms(p, anchors, positives, stride, gt).items():
                 sums[term] = sums[term] + value
             if guide_slots is not None:
                 sums["guide"] = sums["guide"] + self._guide_term(out.guide, guide_slots, level, gt.sizes)
@@ -416,23 +431,6 @@ class YoloLoss(nn.Module):
         terms = {term: self.weights[term] * value / batch_size for term, value in sums.items()}
         total = sum(terms.values())
         return total, {term: value.detach() for term, value in terms.items()}
-
-
-class _GroundTruth(NamedTuple):
-    """Per-box quantities of the ``M`` targets, and each image's boxes padded to ``G``."""
-
-    boxes: Tensor  # (M, 4) xyxy, input pixels
-    centres: Tensor  # (M, 2)
-    sizes: Tensor  # (M, 2), at least _MIN_SIDE
-    scale_weight: Tensor  # (M,)
-    weight: Tensor  # (M,) mixup weight: the objectness target
-    classes: Tensor  # (M, C) class targets
-    per_image: Tensor  # (B, G, 4)
-
-
-def _flat_anchors(out: HeadOutput) -> Tensor:
-    """``(B·S·H·W, 2)`` the anchor (w, h) of every slot, capped at :data:`_MAX_ANCHOR_SIDE`."""
-    return out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE).expand(*out.raw.shape[:4], 2).reshape(-1, 2)
 
 
 class GuidedYoloLoss(YoloLoss):
