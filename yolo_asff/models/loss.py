@@ -377,12 +377,13 @@ class YoloLoss(nn.Module):
     def _objectness(self, raw: Tensor, anchor_map: Tensor, match: LevelMatch, stride: int, gt: _GroundTruth) -> Tensor:
         """Sum of one level's objectness BCE: positives (target: their box's mixup weight) and the
         negatives the ignore rule keeps (target 0)."""
-        not_ignored = self._not_ignored(raw, anchor_map, stride, gt.per_image).flatten()
-        positive = match.winner >= 0
+        not_ignored = self._not_ignored(raw, anchor_map, stride, gt.per_image)
+        positive = (match.winner >= 0).view(not_ignored.shape)
         # One candidate owns each positive slot: adding every candidate's masked weight writes the owner's.
         weight = torch.where(match.won, gt.weight[:, None], 0.0)
-        obj_target = torch.zeros_like(not_ignored, dtype=raw.dtype).index_add(0, match.index.flatten(), weight.flatten())
-        obj = F.binary_cross_entropy_with_logits(raw[..., 4].flatten(), obj_target, reduction="none")
+        obj_target = raw.new_zeros(match.winner.shape).index_add(0, match.index.flatten(), weight.flatten())
+        # raw[..., 4] as it is (no flatten): its gradient then adds in place to the box terms' one (measured).
+        obj = F.binary_cross_entropy_with_logits(raw[..., 4], obj_target.view(not_ignored.shape), reduction="none")
         return (obj * (not_ignored | positive)).sum()
 
     def _guide_term(self, guide: Tensor, match: LevelMatch, level: int, sizes: Tensor) -> Tensor:
@@ -421,7 +422,8 @@ class YoloLoss(nn.Module):
             stride = self.strides[level]
             anchor_map = out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE)
             sums["obj"] = sums["obj"] + self._objectness(raw, anchor_map, positives, stride, gt)
-            p = raw.reshape(-1, raw.shape[-1])[positives.index]  # (M, A, 5 + C)
+            where = (positives.batch[:, None], positives.slot, positives.gy[:, None], positives.gx[:, None])
+            p = raw[where]  # (M, A, 5 + C)
             anchors = _anchors_at(out, positives.batch, positives.slot, (positives.gy, positives.gx))  # (M, A, 2)
             for term, value in self._box_terms(p, anchors, positives, stride, gt).items():
                 sums[term] = sums[term] + value
