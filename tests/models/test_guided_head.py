@@ -37,7 +37,7 @@ def test_official_configs_use_the_official_test_pipeline_and_anchors(name):
     cfg = load_config(OFFICIAL / name)
     assert cfg.data.letterbox is False  # stretch resize
     assert (cfg.test.conf_thresh, cfg.test.nms_thresh, cfg.test.max_det) == (0.001, 0.65, 10000)
-    assert cfg.model.norm == "syncbn" and cfg.train.epochs == 300 and cfg.train.mixup  # the recipe, SPEC 9
+    assert cfg.model.norm == "syncbn" and cfg.train.epochs == 300 and cfg.train.mixup  # the official training recipe
     assert cfg.data.mean == [0.485, 0.456, 0.406] and cfg.data.std == [0.229, 0.224, 0.225]
     model = build_model(cfg)
     # The ninth anchor is the official (121, 240), not YOLOv3's (373, 326); the free slot is 4 strides.
@@ -67,6 +67,14 @@ def test_outputs_have_four_slots_and_decode_with_the_predicted_anchors():
     torch.testing.assert_close(row[0], cx - w / 2)
     torch.testing.assert_close(row[2], cx + w / 2)
     torch.testing.assert_close(row[4:], raw[4:].sigmoid())
+
+
+def test_training_outputs_carry_the_predicted_anchors_detached_and_the_guide():
+    model = _guided().train()
+    outputs = model(torch.randn(1, 3, 64, 64))
+    for out, base in zip(outputs, model.head.slot_anchors):
+        assert out.guide.requires_grad and not out.anchors.requires_grad  # the box terms cannot train the guide
+        torch.testing.assert_close(out.anchors, out.guide.detach().exp() * base.view(1, -1, 1, 1, 2))
 
 
 def test_the_deformable_offsets_do_not_train_the_guide():

@@ -2,7 +2,8 @@
 
 Counted on the CPU by instrumenting every tensor → Python conversion and every operation whose output
 shape depends on the values (the ``host_syncs`` fixture in tests/conftest.py); on a GPU each of them
-would stall the step until the device caught up.
+would stall the step until the device caught up. Where CUDA is present the same step also runs on the GPU
+under ``torch.cuda.set_sync_debug_mode("error")`` (the fixture sets it).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from yolo_asff.models.loss import assign_targets, build_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 BUILTIN = Path(__file__).resolve().parents[2] / "configs" / "builtin.yaml"
 SIZE = 64
 # Two images: three boxes, one of them on the edge and one degenerate, then one box with a mixup weight.
@@ -34,12 +36,16 @@ def _model_and_loss(head: str):
     return model, build_loss(cfg, model)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("head", ["yolov3", "guided"])
 @pytest.mark.parametrize("targets", [TARGETS, torch.zeros(0, 7)], ids=["boxes", "no boxes"])
-def test_a_loss_step_makes_no_host_sync(head, targets, host_syncs):
+def test_a_loss_step_makes_no_host_sync(head, targets, device, host_syncs):
     model, loss_fn = _model_and_loss(head)
-    outputs = model(torch.randn(2, 3, SIZE, SIZE))
+    model.to(device)
+    loss_fn.to(device)
+    outputs = model(torch.randn(2, 3, SIZE, SIZE, device=device))
     max_boxes = int(torch.bincount(targets[:, 0].long(), minlength=2).max())  # what the collate counts on the host
+    targets = targets.to(device)
     with host_syncs:
         total, terms = loss_fn(outputs, targets, (SIZE, SIZE), max_boxes)
         total.backward()
