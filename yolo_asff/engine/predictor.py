@@ -1,6 +1,6 @@
 """Inference on pictures: letterbox, batched forward, decode, NMS, boxes back in original-image pixels.
 
-    predictor = Predictor.from_config(cfg, model, conf_thresh=0.3)
+    predictor = Predictor.from_config(cfg, model)       # thresholds: test.show_thresh, test.nms_thresh
     dets = predictor(["a.jpg", image_bgr])            # one Detections per picture, original pixels
     dets, maps = predictor(images, return_fusion=True)  # plus the ASFF weight maps, one per level
 
@@ -21,13 +21,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..config import TestConfig
 from ..data.dataset import normalize_images
 from ..data.images import decode_picture
-from ..data.transforms import LetterboxInfo, letterbox, size_pair, unletterbox_boxes
+from ..data.transforms import LetterboxInfo, letterbox, unletterbox_boxes
 from ..errors import InvalidInputError, MissingFileError
+from ..utils.device import fp16_autocast, resolve_device
+from ..utils.sizes import parse_size
 from .postprocess import Detections, postprocess
 
-__all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
+__all__ = ["Predictor", "read_image", "ImageInput"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 Size = Union[int, Sequence[int]]
@@ -51,24 +54,6 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
     return image
 
 
-def resolve_device(name: Union[str, torch.device, None]) -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device.
-
-    Raises ValueError when CUDA is asked for but not available.
-    """
-    if isinstance(name, torch.device):
-        return name
-    name = (name or "auto").strip()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device '{name}' asked for, but no CUDA GPU is available; use the CPU (device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidInputError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from exc
-
-
 def _as_bgr(image: np.ndarray, where: str) -> np.ndarray:
     """Check an in-memory picture and bring grey / BGRA ones to ``(H, W, 3)`` uint8 BGR."""
     if image.dtype != np.uint8:
@@ -87,14 +72,17 @@ class Predictor:
 
     Args:
         model: a :class:`~yolo_asff.models.detector.YoloDetector` (or anything with its eval
-            contract: ``(B, 3, H, W)`` → ``(B, N, 5 + C)`` decoded rows). It is put in eval mode,
-            moved to ``device`` and, with ``half``, converted to fp16 **in place**.
+            contract: ``(B, 3, H, W)`` → ``(B, N, 5 + C)`` decoded rows). It is put in eval mode and
+            moved to ``device``; its weights keep their dtype (``half`` never converts them).
         img_size: network input size, an int or ``(h, w)``, multiples of 32.
-        conf_thresh, nms_thresh, max_det: as in :func:`~yolo_asff.engine.postprocess.postprocess`.
+        conf_thresh, nms_thresh, max_det: as in :func:`~yolo_asff.engine.postprocess.postprocess`;
+            the defaults are the config's (``test.show_thresh``, ``test.nms_thresh``, ``test.max_det``).
         letterbox: keep the aspect ratio and pad (True) or stretch (False), as in training.
         mean, std: RGB normalisation after /255 (the config's ``data.mean`` / ``data.std``).
         device: where to run; None = where the model's parameters are.
-        half: fp16 weights and inputs. CUDA only: on the CPU it warns and runs fp32.
+        half: float16 autocast around the forward pass
+            (:func:`~yolo_asff.utils.device.fp16_autocast`); inputs and weights stay float32, detections
+            come out float32. CUDA only: on the CPU it warns and runs fp32.
         batch_size: pictures per forward pass when a list is given.
     """
 
@@ -102,9 +90,9 @@ class Predictor:
         self,
         model: nn.Module,
         img_size: Size = 608,
-        conf_thresh: float = 0.3,
-        nms_thresh: float = 0.65,
-        max_det: int = 100,
+        conf_thresh: float = TestConfig.show_thresh,
+        nms_thresh: float = TestConfig.nms_thresh,
+        max_det: int = TestConfig.max_det,
         letterbox: bool = True,
         mean: Sequence[float] = DEFAULT_MEAN,
         std: Sequence[float] = DEFAULT_STD,
@@ -123,11 +111,8 @@ class Predictor:
                           stacklevel=2)
             half = False
         self.half = half
-        self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device).eval()
-        if half:
-            self.model.half()
-        self.input_size = size_pair(img_size)
+        self.input_size = parse_size(img_size, "img_size")
         self.conf_thresh = conf_thresh
         self.nms_thresh = nms_thresh
         self.max_det = max_det
@@ -140,11 +125,11 @@ class Predictor:
     def from_config(cls, cfg: Any, model: nn.Module, **overrides: Any) -> "Predictor":
         """A predictor with the config's test size, thresholds, letterbox, mean/std and device.
 
-        ``overrides`` replace any constructor argument, e.g. ``conf_thresh=0.3`` for a demo
-        (``test.conf_thresh`` is usually 0.001, which is right for mAP, not for pictures).
+        The score threshold is ``test.show_thresh`` (detections to look at), not ``test.conf_thresh``
+        (0.001, right for mAP, not for pictures). ``overrides`` replace any constructor argument.
         """
         kwargs = dict(
-            img_size=cfg.test.img_size, conf_thresh=cfg.test.conf_thresh, nms_thresh=cfg.test.nms_thresh,
+            img_size=cfg.test.img_size, conf_thresh=cfg.test.show_thresh, nms_thresh=cfg.test.nms_thresh,
             max_det=cfg.test.max_det, letterbox=cfg.data.letterbox, mean=cfg.data.mean, std=cfg.data.std,
             device=cfg.runtime.device, batch_size=cfg.test.batch_size,
         )
@@ -161,7 +146,7 @@ class Predictor:
         # The uint8 pixels go to the device (a quarter of the bytes of floats) and are normalised there.
         batch = torch.from_numpy(np.stack(boxed)).to(self.device, non_blocking=True)  # (B, h, w, 3) uint8 BGR
         batch = normalize_images(batch, self._mean, self._std)
-        return batch.to(self.dtype).contiguous(), infos
+        return batch.contiguous(), infos
 
     def __call__(
         self,
@@ -194,7 +179,7 @@ class Predictor:
                 infos = [LetterboxInfo(1.0, 1.0, 0.0, 0.0, int(w), int(h))] * len(batch)
             elif len(infos) != len(batch):
                 raise ValueError(f"{len(infos)} letterbox infos for a batch of {len(batch)}")
-            dets, maps = self._run(batch.to(self.device, self.dtype), list(infos), return_fusion)
+            dets, maps = self._run(batch.to(self.device, torch.float32), list(infos), return_fusion)
         else:
             pictures = self._load(images)
             dets, per_chunk = [], []
@@ -229,11 +214,13 @@ class Predictor:
         """Forward, NMS on the device, then boxes to the CPU and back into original pixels."""
         if self.model.training:
             self.model.eval()
-        if return_fusion:
-            decoded, maps = self.model(batch, return_fusion=True)
-            maps = [m.float().cpu() for m in maps]
-        else:
-            decoded, maps = self.model(batch), []
+        with fp16_autocast(self.device, self.half):
+            if return_fusion:
+                decoded, maps = self.model(batch, return_fusion=True)
+                maps = [m.float().cpu() for m in maps]
+            else:
+                decoded, maps = self.model(batch), []
+        decoded = decoded.float()  # float16 under autocast: scores and boxes are compared and sorted in float32
         dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
         # One device→host copy per batch, not three per picture: rows x1, y1, x2, y2, score, label
         # (float32 holds class indices exactly), split per picture on the host.
