@@ -28,10 +28,11 @@ from .. import load_config
 from ..data import SampleRequest, build_dataset, collate
 from ..engine.loading import model_for_weights
 from ..utils.benchmark import (
-    PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
-    format_table, resolve_device,
+    PRECISIONS, benchmark_inference, benchmark_training, check_precision, environment, format_table,
 )
-from ..utils.cli import UserError, tool_main
+from ..utils.cli import UserError, add_size_argument, tool_main
+from ..utils.device import resolve_device
+from ..utils.sizes import parse_size
 from ..utils.files import check_writable, write_json
 
 
@@ -65,11 +66,7 @@ def bench_data(args: argparse.Namespace) -> dict:
 
 
 def _size(args: argparse.Namespace, default) -> tuple:
-    size = args.size if args.size else default
-    size = [size] if isinstance(size, int) else list(size)
-    if len(size) not in (1, 2):
-        raise BenchmarkError(f"--size takes one value (square) or two (height width), got {len(size)}")
-    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+    return parse_size(args.size if args.size is not None else default, "--size")
 
 
 def _ms(timing: dict) -> str:
@@ -84,7 +81,7 @@ def bench_model(args: argparse.Namespace) -> dict:
     weights = getattr(args, "weights", None)
     ready = model_for_weights(weights, args.config, args.opts)
     cfg, model = ready.cfg, ready.model
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     check_precision(device, args.precision)
     infer = args.what == "infer"
     size = _size(args, cfg.test.img_size if infer else cfg.data.img_size)
@@ -139,7 +136,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser, warmup: int, iters: int) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
-    parser.add_argument("--size", type=int, nargs="+", metavar="S", help="input size S or H W (multiples of 32)")
+    add_size_argument(parser, "the config's")
     parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls after the first one")

@@ -27,20 +27,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.transforms import size_pair, unletterbox_boxes
+from ..data.transforms import unletterbox_boxes
 from ..engine.optim import build_optimizer
 from ..engine.postprocess import postprocess
 from ..engine.predictor import Predictor
 from ..errors import YoloAsffError
 from ..models.loss import build_loss
 from .model_stats import count_flops, count_parameters
+from .sizes import parse_size
 
 __all__ = [
     "PRECISIONS",
     "BenchmarkError",
     "Timing",
     "time_call",
-    "resolve_device",
     "check_precision",
     "autocast",
     "environment",
@@ -99,18 +99,6 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 10, ite
         _synchronize(device)
         times.append((time.perf_counter() - start) * 1000.0)
     return Timing(statistics.median(times), statistics.fmean(times), min(times), max(times), iters, first)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchmarkError(f"--device {name}: CUDA is not available here (use --device cpu)")
-    if device.type not in ("cpu", "cuda"):
-        raise BenchmarkError(f"--device must be cpu or cuda, got {name}")
-    return device
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -229,13 +217,6 @@ def _reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    try:
-        return size_pair(size, name="--size")
-    except ValueError as exc:
-        raise BenchmarkError(str(exc)) from None
-
-
 def benchmark_inference(
     model: nn.Module,
     cfg: Any,
@@ -263,7 +244,7 @@ def benchmark_inference(
     (``batch_1``, ``batch_<B>``; None on CPU) and ``detections`` (``candidates`` above
     ``conf_thresh`` and ``kept`` after NMS on the batch-1 picture: the NMS load).
     """
-    h, w = _size_pair(size)
+    h, w = parse_size(size, "--size")
     if batch < 1:
         raise BenchmarkError(f"--batch must be at least 1, got {batch}")
     check_precision(device, precision)
@@ -342,7 +323,7 @@ def benchmark_training(
     dict), ``images_per_s``, ``batch``, ``boxes_per_image``, ``peak_memory_mb`` (None on
     CPU), ``last_loss`` (``total`` and each term) and ``loss_finite``.
     """
-    h, w = _size_pair(size)
+    h, w = parse_size(size, "--size")
     if batch < 1:
         raise BenchmarkError(f"--batch must be at least 1, got {batch}")
     check_precision(device, precision)
