@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from ..config import TestConfig
+
 __all__ = ["Detections", "postprocess"]
 
 
@@ -30,9 +32,9 @@ class Detections(NamedTuple):
 
 def postprocess(
     decoded: Tensor,
-    conf_thresh: float = 0.001,
-    nms_thresh: float = 0.65,
-    max_det: int = 100,
+    conf_thresh: float = TestConfig.conf_thresh,
+    nms_thresh: float = TestConfig.nms_thresh,
+    max_det: int = TestConfig.max_det,
 ) -> List[Detections]:
     """Threshold and class-aware NMS over a batch of decoded predictions.
 
@@ -43,6 +45,7 @@ def postprocess(
             class is above this (one candidate per box: its best class, as in the ONNX NMS).
         nms_thresh: IoU above which a lower-scoring box of the same class is suppressed.
         max_det: most detections kept per image.
+        (The defaults are the config's ``test.conf_thresh``, ``test.nms_thresh``, ``test.max_det``.)
 
     Returns:
         one :class:`Detections` per image. One ``batched_nms`` call covers the whole batch
