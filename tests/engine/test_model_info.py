@@ -19,7 +19,8 @@ def test_figures_of_a_non_square_size_and_the_fusion_maps(capsys):
     info = model_info("configs/yolov3_asff_coco.yaml", SMALL, size=[64, 128])
     assert info["input_shape"] == (1, 3, 64, 128) and info["output_shape"] == (1, 3 * (2 * 4 + 4 * 8 + 8 * 16), 8)
     assert info["fusion_shapes"] == [(8, 16), (4, 8), (2, 4)]
-    assert info["parameters"] == sum(p.numel() for p in build_model(load_config("yolov3_asff_coco", SMALL)).parameters())
+    model = build_model(load_config("yolov3_asff_coco", SMALL))
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
     printed = capsys.readouterr().out
     assert "GFLOPs      " in printed and "at 64x128" in printed and "ASFF maps   8x16, 4x8, 2x4" in printed
 

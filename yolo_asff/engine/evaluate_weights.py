@@ -103,7 +103,8 @@ def evaluate_weights(
     if dets or metrics.get("testdev"):
         print(f"detections (COCO results format): {metrics['dets_path']}")
     if json_path:
-        write_json(json_path, metrics_json(metrics, {"weights": str(weights), "weights_used": loaded, "config": config}))
+        what = {"weights": str(weights), "weights_used": loaded, "config": config}
+        write_json(json_path, metrics_json(metrics, what))
         print(f"metrics: {json_path}")
     if plots and metrics.get("curves") is not None:
         written = write_evaluation_plots(metrics["curves"], plots)

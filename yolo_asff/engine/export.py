@@ -589,7 +589,7 @@ def export_weights(
     for note in ready.notes:
         print(f"note        {note}")
     names = ready.class_names or [f"class {i}" for i in range(cfg.model.num_classes)]
-    device = resolve_device("auto" if half else "cpu")  # float16 kernels are for GPUs; the CPU checks in float32
+    device = resolve_device("auto" if half else "cpu")  # a float16 graph is traced and checked on a GPU, if any
     thresholds = dict(conf_thresh=cfg.test.show_thresh if conf is None else conf,
                       nms_thresh=cfg.test.nms_thresh if iou is None else iou,
                       max_det=cfg.test.max_det if max_det is None else max_det)
