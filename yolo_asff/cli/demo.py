@@ -25,8 +25,7 @@ from ..utils.cli import add_config_arguments, add_size_argument, tool_main, tool
 @tool_main
 def main(argv: List[str]) -> int:
     parser = tool_parser(__doc__)
-    add_config_arguments(parser, "config YAML or shipped config name (default: the checkpoint's own)",
-                         "model.num_classes=20")
+    add_config_arguments(parser)
     parser.add_argument("--weights", help="yolo-asff checkpoint (.pth) or Darknet .weights "
                         "(omitted: random weights, a smoke test)")
     parser.add_argument("--source", required=True, help="image, folder, glob, video file or webcam index")

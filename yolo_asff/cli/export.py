@@ -30,8 +30,7 @@ from ..utils.cli import add_config_arguments, add_size_argument, tool_main, tool
 @tool_main
 def main(argv: List[str]) -> int:
     parser = tool_parser(__doc__)
-    add_config_arguments(parser, "config YAML or shipped config name (default: the checkpoint's own)",
-                         "model.num_classes=20")
+    add_config_arguments(parser)
     parser.add_argument("--weights", help="checkpoint (EMA weights when it has them); default: random initialisation")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     add_size_argument(parser, "test.img_size of the config")

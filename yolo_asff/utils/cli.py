@@ -52,9 +52,11 @@ def tool_parser(doc: Optional[str], **kwargs: Any) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_help: str, example: str,
-                         required: bool = False) -> None:
-    """``--config`` (a YAML file or a shipped config's name) and ``--opts KEY=VALUE ...`` overrides."""
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         config_help: str = "config YAML or shipped config name (default: the checkpoint's own)",
+                         example: str = "model.num_classes=20", required: bool = False) -> None:
+    """``--config`` (a YAML file or a shipped config's name) and ``--opts KEY=VALUE ...`` overrides; the default
+    help is that of the tools that take weights, whose checkpoints hold their own config."""
     parser.add_argument("--config", required=required, help=config_help)
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help=f"config overrides, e.g. {example}")
 
