@@ -8,6 +8,12 @@ The pixels go in the way training batches do (:func:`~yolo_asff.data.transforms.
 then BGR→RGB, /255, ``(x − mean) / std`` by :func:`~yolo_asff.data.dataset.normalize_images`,
 as in :func:`~yolo_asff.data.dataset.collate`), and the detections come out of the one NMS
 path, :func:`~yolo_asff.engine.postprocess.postprocess`.
+
+    predictor = Predictor.from_config(cfg, model, graphed=True)  # forward + decode + NMS as one graph
+
+``graphed=True`` runs each picture (batch 1) through a
+:class:`~yolo_asff.engine.graphed.GraphedDetector`: one CUDA graph on a GPU, one compiled
+function on the CPU, the same detections.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from ..data.transforms import LetterboxInfo, letterbox, unletterbox_boxes
 from ..errors import InvalidInputError, MissingFileError
 from ..utils.device import fp16_autocast, resolve_device
 from ..utils.sizes import parse_size
-from .postprocess import Detections, postprocess
+from .graphed import GraphedDetector
+from .postprocess import DEFAULT_PRE_NMS_TOPK, Detections, postprocess
 
 __all__ = ["Predictor", "read_image", "ImageInput"]
 
@@ -84,6 +91,14 @@ class Predictor:
             (:func:`~yolo_asff.utils.device.fp16_autocast`); inputs and weights stay float32, detections
             come out float32. CUDA only: on the CPU it warns and runs fp32.
         batch_size: pictures per forward pass when a list is given.
+        graphed: capture forward + decode + NMS for the input size as one graph
+            (:class:`~yolo_asff.engine.graphed.GraphedDetector`: CUDA graphs on a GPU, a
+            ``torch.compile`` on the CPU; a one-line warning and eager execution where
+            unsupported). Pictures then go one at a time (batch 1, the captured shape); the
+            first call compiles. ``return_fusion`` calls run eagerly.
+        pre_nms_topk: graphed only: the most candidates per picture its NMS considers
+            (:func:`~yolo_asff.engine.postprocess.postprocess_fixed`); with more above
+            ``conf_thresh`` the lowest-scoring are dropped, with a warning.
     """
 
     def __init__(
@@ -99,6 +114,8 @@ class Predictor:
         device: Union[str, torch.device, None] = None,
         half: bool = False,
         batch_size: int = 8,
+        graphed: bool = False,
+        pre_nms_topk: int = DEFAULT_PRE_NMS_TOPK,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -120,6 +137,11 @@ class Predictor:
         self.batch_size = batch_size
         self._mean = torch.tensor(list(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(list(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.graphed: Optional[GraphedDetector] = None
+        if graphed:
+            self.graphed = GraphedDetector(self.model, conf_thresh, nms_thresh, max_det, pre_nms_topk,
+                                           device=self.device)
+            self.batch_size = 1
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module, **overrides: Any) -> "Predictor":
@@ -214,14 +236,19 @@ class Predictor:
         """Forward, NMS on the device, then boxes to the CPU and back into original pixels."""
         if self.model.training:
             self.model.eval()
-        with fp16_autocast(self.device, self.half):
-            if return_fusion:
-                decoded, maps = self.model(batch, return_fusion=True)
-                maps = [m.float().cpu() for m in maps]
-            else:
-                decoded, maps = self.model(batch), []
-        decoded = decoded.float()  # float16 under autocast: scores and boxes are compared and sorted in float32
-        dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
+        if self.graphed is not None and not return_fusion:
+            # One picture per call, the captured shape; each comes back on the CPU in one host copy.
+            with fp16_autocast(self.device, self.half):
+                dets, maps = [det for one in batch.split(1) for det in self.graphed(one)], []
+        else:
+            with fp16_autocast(self.device, self.half):
+                if return_fusion:
+                    decoded, maps = self.model(batch, return_fusion=True)
+                    maps = [m.float().cpu() for m in maps]
+                else:
+                    decoded, maps = self.model(batch), []
+            decoded = decoded.float()  # float16 under autocast: scores and boxes are compared and sorted in float32
+            dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
         # One device→host copy per batch, not three per picture: rows x1, y1, x2, y2, score, label
         # (float32 holds class indices exactly), split per picture on the host.
         rows = torch.cat([torch.cat([d.boxes.float(), d.scores.float()[:, None], d.labels[:, None].float()], 1)
