@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from yolo_asff import build_model, load_config
-from yolo_asff.utils.benchmark import benchmark_training, synthetic_targets, time_call
+from yolo_asff.engine.benchmark import benchmark_training, synthetic_targets, time_call
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "builtin.yaml")

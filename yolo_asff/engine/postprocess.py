@@ -215,7 +215,7 @@ def _top_candidates(decoded: Tensor, conf_thresh: float, k: int) -> Tuple[Tensor
 
 
 def _first_kept(values: Tensor, keep: Tensor, max_det: int) -> Tensor:
-    """The rows of ``values`` ``(B, K, ...)`` where ``keep``, in order, packed into ``(B, max_det, ...)`` (zeros after)."""
+    """Rows of ``values`` ``(B, K, ...)`` where ``keep``, in order, packed into ``(B, max_det, ...)``, zeros after."""
     rank = keep.long().cumsum(dim=1) - 1
     slot = torch.where(keep & (rank < max_det), rank, torch.full_like(rank, max_det))  # max_det: a discarded slot
     slot = slot.view(*slot.shape, *([1] * (values.dim() - 2))).expand_as(values)

@@ -32,9 +32,10 @@ counts the warnings of synchronising CUDA calls (:attr:`HostSyncs.cuda_warnings`
 driver's own view, which also catches a ``.to("cpu")``.
 
 Caveats: the method wrappers are process-wide while the block runs (not thread-safe:
-calls from other threads count too), and the dispatch mode makes ``torch.compile``'d
-functions called inside the block run their Python code eagerly, which is the count you
-want for a compiled step too (its syncs are the eager code's, less those it traced away).
+calls from other threads count too), and ``torch.compile``'d functions called inside the
+block run their Python code eagerly (``torch.compiler.set_stance("force_eager")``: Dynamo
+does not trace under a dispatch mode). For a compiled function that is an upper bound: a
+compiled graph has the eager code's syncs, less any that Inductor turned into device work.
 """
 from __future__ import annotations
 
@@ -52,12 +53,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = ["HostSyncs", "SyncEvent", "count_host_syncs"]
 
-# aten operations that hand values to the host.
-_READ_OPS = {"aten._local_scalar_dense", "aten.equal"}
+# aten operations that hand values to the host. Under inference_mode the mode sees composite
+# operations before they decompose (item, not _local_scalar_dense), so both levels are listed;
+# an operation's own decomposition runs with the mode switched off, so nothing counts twice.
+_READ_OPS = {"aten._local_scalar_dense", "aten.item", "aten.is_nonzero", "aten.equal", "aten.allclose"}
 # aten operations whose output shape depends on values (index and index_put only with a boolean mask).
 _SHAPE_OPS = {
-    "aten.nonzero", "aten.masked_select", "aten.bincount", "aten.unique_consecutive", "aten._unique",
-    "aten._unique2", "aten.unique_dim", "aten.unique_dim_consecutive", "torchvision.nms",
+    "aten.nonzero", "aten.nonzero_numpy", "aten.argwhere", "aten.masked_select", "aten.bincount",
+    "aten.unique_consecutive", "aten._unique", "aten._unique2", "aten.unique_dim", "aten.unique_dim_consecutive",
+    "torchvision.nms",
 }
 _MASK_INDEX_OPS = {"aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_"}
 _WRAPPED_METHODS = ("tolist", "numpy", "cpu")
@@ -151,7 +155,7 @@ class _SyncMode(TorchDispatchMode):
         if name in _READ_OPS:
             if not from_host:
                 self.record("read", name)
-        elif name in _SHAPE_OPS:
+        elif name in _SHAPE_OPS or func is torch.ops.aten.where.default:  # where(condition) is nonzero
             self.record("shape", name)
         elif name in _MASK_INDEX_OPS and len(args) > 1 and _has_bool_index(args[1]):
             self.record("shape", f"{name} (boolean mask)")
@@ -208,6 +212,8 @@ def count_host_syncs(cuda_debug: bool = False) -> Iterator[HostSyncs]:
             caught = stack.enter_context(warnings.catch_warnings(record=True))
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
+        # Dynamo refuses to trace under a dispatch mode (an error with fullgraph=True): run compiled code eagerly.
+        stack.enter_context(torch.compiler.set_stance("force_eager"))
         for name in _WRAPPED_METHODS:
             setattr(torch.Tensor, name, wrap(name))
         try:
