@@ -250,3 +250,59 @@ def test_cuda_fp32_and_half_agree_with_cpu():
     assert (dets[0].boxes >= 0).all() and (dets[0].boxes <= 512).all()
     assert torch.equal(dets[0].boxes, dets[1].boxes)
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # still, after running
+
+
+def scoring_model(pictures, size):
+    """A tiny-width ASFF model whose scores spread over (0, 1) and depend on the picture: batch-norm
+    statistics taken from these pictures, and output convolutions without the 0.01 prior (which keeps
+    every score of an untrained model near 1e-4)."""
+    model = make_model("yolov3_asff", num_classes=NUM_CLASSES, width=0.125)
+    x, _ = Predictor(model, img_size=size).preprocess(pictures)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # a cumulative average: one batch sets the running statistics
+    with torch.no_grad():
+        model.train()(x)
+    for conv in model.head.convs:
+        nn.init.zeros_(conv.bias)
+        nn.init.normal_(conv.weight, std=0.3)
+    return model.eval(), x
+
+
+def test_graphed_predictor_gives_the_eager_detections():
+    """forward + decode + fixed-shape NMS compiled as one function (CPU: torch.compile) finds what the eager
+    predictor finds, picture by picture, including a picture with no detection."""
+    photo = read_image(sample_image_path())
+    rng = np.random.default_rng(0)
+    pictures = [photo, np.ascontiguousarray(photo[100:300]), rng.integers(0, 255, (90, 160, 3), dtype=np.uint8),
+                np.full((80, 60, 3), 127, np.uint8)]
+    size = (64, 64)
+    model, x = scoring_model(pictures, size)
+    with torch.inference_mode():
+        decoded = model(x)
+    scores = (decoded[..., 4:5] * decoded[..., 5:]).amax(-1)  # (pictures, boxes)
+    conf = scores.amax(-1).min().item() + 1e-4  # just above the least confident picture's top: no detection
+    eager = Predictor(model, img_size=size, conf_thresh=conf, nms_thresh=0.3, batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        graphed = Predictor(model, img_size=size, conf_thresh=conf, nms_thresh=0.3, graphed=True)
+        got = graphed(pictures)
+    want = eager(pictures)
+    assert graphed.graphed.compiled and graphed.graphed.compile_time_s > 0
+    counts = [len(d.scores) for d in want]
+    assert sorted(counts)[0] == 0 and sorted(counts)[1] >= 3, counts
+    assert sum(counts) < int((scores > conf).sum())  # NMS did suppress boxes
+    # The compiled network rounds differently (fused kernels): scores agree to ~1e-5 and boxes to ~1e-3
+    # input pixels, ~0.01 pixels of the 10x larger photo.
+    for g, w in zip(got, want):
+        assert g.labels.tolist() == w.labels.tolist()
+        torch.testing.assert_close(g.scores, w.scores, atol=1e-4, rtol=0)
+        torch.testing.assert_close(g.boxes, w.boxes, atol=0.05, rtol=0)  # original-picture pixels
+    # A tensor batch runs picture by picture through the same graph, with the same detections.
+    batch, infos = eager.preprocess(pictures)
+    for g, w in zip(graphed(batch, infos=infos), want):
+        assert g.labels.tolist() == w.labels.tolist()
+        torch.testing.assert_close(g.boxes, w.boxes, atol=0.05, rtol=0)
+    # return_fusion runs eagerly and still answers.
+    dets, maps = graphed(pictures[:1], return_fusion=True)
+    assert dets[0].labels.tolist() == want[0].labels.tolist() and len(maps) == 3

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -93,21 +93,21 @@ class GraphedDetector:
         self.compile_time_s: Optional[float] = None
         self.fallback_reason: Optional[str] = None
         self._cuda_graphs = False
-        self._fn = self.detect_padded
+        self._compiled: Optional[Callable[[Tensor], PaddedDetections]] = None
         if compile:
             reason = graphed_unsupported_reason(self.device)
             if reason is None:
                 self._cuda_graphs = self.device.type == "cuda"
                 # The CPU has no CUDA graphs: the default mode compiles the same function.
                 mode = "reduce-overhead" if self._cuda_graphs else None
-                self._fn = torch.compile(self.detect_padded, mode=mode, fullgraph=True, dynamic=False)
+                self._compiled = torch.compile(self.detect_padded, mode=mode, fullgraph=True, dynamic=False)
             else:
                 self._fall_back(reason)
 
     @property
     def compiled(self) -> bool:
         """Whether calls run compiled (False after a fallback or with ``compile=False``)."""
-        return self._fn is not self.detect_padded
+        return self._compiled is not None
 
     def detect_padded(self, images: Tensor) -> PaddedDetections:
         """The function that is captured: forward, decode and fixed-shape NMS, no host sync."""
@@ -116,7 +116,7 @@ class GraphedDetector:
 
     def _fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
-        self._fn = self.detect_padded
+        self._compiled = None
         self._cuda_graphs = False
         warnings.warn(f"graphed inference unavailable ({reason}); running eagerly", RuntimeWarning, stacklevel=3)
 
@@ -126,17 +126,23 @@ class GraphedDetector:
             # Each call is a new inference step: the graph may reuse the previous outputs' memory,
             # which unpad_detections has already copied to the host.
             torch.compiler.cudagraph_mark_step_begin()
-        if self.compile_time_s is None and self.compiled:
-            start = time.perf_counter()
-            try:
-                padded = self._fn(images)
-            except torch._dynamo.exc.BackendCompilerFailed as exc:
-                self._fall_back(f"the compiler failed: {str(exc).strip().splitlines()[0][:200]}")
-                padded = self._fn(images)
-            else:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.compile_time_s = time.perf_counter() - start
+        if self._compiled is None:
+            padded = self.detect_padded(images)
+        elif self.compile_time_s is None:
+            padded = self._first_compiled_call(images)
         else:
-            padded = self._fn(images)
+            padded = self._compiled(images)
         return unpad_detections(padded, self.nms_thresh)
+
+    def _first_compiled_call(self, images: Tensor) -> PaddedDetections:
+        """The call that compiles: timed, and where the compiler fails, the eager fallback."""
+        start = time.perf_counter()
+        try:
+            padded = self._compiled(images)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            self._fall_back(f"the compiler failed: {str(exc).strip().splitlines()[0][:200]}")
+            return self.detect_padded(images)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.compile_time_s = time.perf_counter() - start
+        return padded

@@ -13,8 +13,10 @@ instrument counts both kinds while the ``with`` block runs:
 - ``read``: a tensor's values become Python or NumPy values: ``item()``, ``bool()``,
   ``int()``, ``float()`` (seen as ``aten._local_scalar_dense``), ``torch.equal``,
   ``tolist()``, ``numpy()`` (and so ``np.asarray(t)``), ``cpu()``. Reading a tensor that was
-  copied to the host with ``cpu()`` inside the block again (``t.cpu().numpy()``) counts once,
-  as it syncs once.
+  copied to the host with ``cpu()`` inside the block again (``t.cpu().numpy()``, and reads of
+  results computed from host copies only) counts once, as it syncs once. So that a CPU run
+  tells the copy from the original, ``cpu()`` of a CPU tensor returns an alias (a view) inside
+  the block, not the tensor itself.
 - ``shape``: an output whose size depends on values: ``nonzero`` (also
   ``torch.where(mask)``), ``masked_select``, indexing or assigning with a boolean mask
   (``x[mask]``, ``x[mask] = v``), ``unique``, ``unique_consecutive``, ``bincount``,
@@ -151,7 +153,8 @@ class _SyncMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = str(func.overloadpacket)
-        from_host = any(isinstance(a, torch.Tensor) and a in self.on_host for a in args)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        from_host = bool(tensors) and all(t in self.on_host for t in tensors)
         if name in _READ_OPS:
             if not from_host:
                 self.record("read", name)
@@ -165,7 +168,7 @@ class _SyncMode(TorchDispatchMode):
             # repeat_interleave(repeats) or (input, repeats: Tensor) without output_size: sums the repeats.
             self.record("shape", name)
         out = func(*args, **kwargs)
-        if from_host:  # a view or result of a host copy (c[0] of c = t.cpu()) is on the host too
+        if from_host:  # a view or result of host copies only (c[0] of c = t.cpu()) is on the host too
             for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
                 if isinstance(tensor, torch.Tensor):
                     self.on_host.add(tensor)
@@ -200,6 +203,8 @@ def count_host_syncs(cuda_debug: bool = False) -> Iterator[HostSyncs]:
                 record("read", f"Tensor.{name}")
             out = method(self, *args, **kwargs)
             if name == "cpu":
+                if out is self:  # a CPU tensor: alias it, so that the copy on a GPU run is told apart from the original
+                    out = self.view_as(self)
                 on_host.add(out)  # its later reads on the host are not syncs
             return out
 
