@@ -27,7 +27,8 @@ def test_where_unsupported_it_says_so_in_one_line_and_runs_eagerly(monkeypatch):
     assert "not meta" in graphed_unsupported_reason(torch.device("meta"))
     monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
     model = make_model("yolov3_asff", num_classes=3, width=0.125).eval()
-    with pytest.warns(RuntimeWarning, match=r"^graphed inference unavailable \(torch.compile is not supported") as caught:
+    unsupported = r"^graphed inference unavailable \(torch.compile is not supported"
+    with pytest.warns(RuntimeWarning, match=unsupported) as caught:
         graphed = GraphedDetector(model, conf_thresh=0.0, nms_thresh=0.65, max_det=20)
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
     assert not graphed.compiled and graphed.fallback_reason

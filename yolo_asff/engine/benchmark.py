@@ -524,7 +524,7 @@ def _targets(records: Sequence[Tuple[Dict[str, Any], str]]) -> List[Target]:
         ("train step, batch 32, AMP: peak memory (largest run)", "<=", 22 * 1024, "MB",
          _best([(r["peak_memory_mb"], n) for r, n, _ in train if r["peak_memory_mb"] is not None], True)),
         ("batch 1: forward + decode + NMS from a loaded tensor", "<=", 3, "ms", _best(latency, False)),
-        ("batch 32: fp16 inference forward", ">=", 1100, "images/s",
+        ("batch 32: half-precision inference forward", ">=", 1100, "images/s",
          _best([(r["throughput"]["images_per_s"], n) for r, n, precision in infer
                 if precision == "fp16" and r["throughput"]["batch"] == 32], True)),
     ]
@@ -547,7 +547,7 @@ def _target_lines(records: Sequence[Tuple[Dict[str, Any], str]]) -> List[str]:
 def summarize_results(folder: Union[str, os.PathLike]) -> str:
     """A markdown table of every ``infer``/``train`` JSON in ``folder`` (for ``scripts/bench_gpu.sh``),
     ordered by benchmark, precision, layout and compilation, under a line naming the machine, then
-    the best figure for each target of issue 17 (listed in ``docs/BENCHMARKS.md``) and whether it is met."""
+    for CUDA runs, the best figure for each target of issue 17 (``docs/BENCHMARKS.md``) and whether it is met."""
     records = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
@@ -572,5 +572,6 @@ def summarize_results(folder: Union[str, os.PathLike]) -> str:
         figure, memory = _summary_figure(rec)
         lines.append(f"| {rec['benchmark']} | {s['precision']} | {flags or '-'} | {figure} | "
                      f"{memory if memory is not None else '-'} | {name} |")
-    lines += _target_lines([(rec, name) for _, name, rec in records])
+    if str(env["device"]).startswith("cuda"):  # the targets are GPU figures
+        lines += _target_lines([(rec, name) for _, name, rec in records])
     return "\n".join(lines) + "\n"
