@@ -2,7 +2,7 @@
 
     yolo-asff benchmark infer --config F [--device cpu|cuda] [--size S | --size H W] [--batch B]
         [--precision fp32|fp16|bf16] [--warmup N] [--iters N] [--channels-last] [--compile]
-        [--graphed] [--weights W] [--json OUT] [--opts ...]
+        [--graphed [--pre-nms-topk K]] [--weights W] [--json OUT] [--opts ...]
     yolo-asff benchmark train --config F [same options as infer, without --weights]
     yolo-asff benchmark data --config F [--size 608] [--samples 300] [--json OUT] [--opts ...]
     (tools/benchmark.py in a clone; infer --weights CKPT needs no --config)
@@ -32,6 +32,7 @@ from ..engine.benchmark import (
     format_table,
 )
 from ..engine.loading import model_for_weights
+from ..engine.postprocess import DEFAULT_PRE_NMS_TOPK
 from ..utils.cli import UserError, add_size_argument, tool_main
 from ..utils.device import resolve_device
 from ..utils.files import check_writable, write_json
@@ -85,6 +86,8 @@ def bench_model(args: argparse.Namespace) -> dict:
                    iters=args.iters, channels_last=args.channels_last, compile_model=args.compile)
     if infer:
         settings["graphed"] = options["graphed"] = args.graphed
+        if args.graphed:
+            settings["pre_nms_topk"] = options["pre_nms_topk"] = args.pre_nms_topk
     record = (benchmark_inference if infer else benchmark_training)(model, cfg, **options)
     env = environment(device)
     m, r = record["model"], record["results"]
@@ -106,8 +109,8 @@ def bench_model(args: argparse.Namespace) -> dict:
         ]
         if args.graphed:
             rows += [
-                ("graphed @1", _ms(lat["graphed"]) + f", forward + decode + NMS + copy to host, "
-                                                    f"{_syncs(syncs['graphed'])}"),
+                ("graphed @1", _ms(lat["graphed"]) + f", forward + decode + NMS (top {args.pre_nms_topk}) + copy "
+                                                    f"to host, {_syncs(syncs['graphed'])}"),
                 ("graphed end to end @1", _ms(lat["end_to_end_graphed"]) + f", {_syncs(syncs['end_to_end_graphed'])}"),
                 ("graphed compile", f"{r['compile_s']['graphed']:.1f} s" if r["compile_s"]["graphed"] is not None
                  else "not compiled (fallback: see the warning)"),
@@ -163,6 +166,8 @@ def main(argv=None) -> int:
     infer.add_argument("--weights", help="checkpoint to load (realistic detection counts for the NMS timing)")
     infer.add_argument("--graphed", action="store_true", help="also batch 1 as one CUDA graph (CPU: one compiled "
                        "function) with the fixed-shape NMS; its first call compiles")
+    infer.add_argument("--pre-nms-topk", type=int, default=DEFAULT_PRE_NMS_TOPK, metavar="K",
+                       help=f"--graphed: candidates its NMS considers, K×K work (default {DEFAULT_PRE_NMS_TOPK})")
     train = sub.add_parser("train", help="training-step throughput")
     _add_common(train)
     _add_model_options(train, warmup=5, iters=20)

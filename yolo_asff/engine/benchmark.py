@@ -45,7 +45,7 @@ from ..utils.sizes import parse_size
 from .ema import ModelEMA
 from .graphed import GraphedDetector
 from .optim import build_optimizer
-from .postprocess import postprocess
+from .postprocess import DEFAULT_PRE_NMS_TOPK, postprocess
 from .predictor import Predictor
 
 __all__ = [
@@ -259,6 +259,7 @@ def benchmark_inference(
     channels_last: bool = False,
     compile_model: bool = False,
     graphed: bool = False,
+    pre_nms_topk: int = DEFAULT_PRE_NMS_TOPK,
 ) -> Dict[str, Any]:
     """Inference speed of ``model`` with ``cfg.test``'s postprocess settings.
 
@@ -269,7 +270,8 @@ def benchmark_inference(
     At ``batch``: forward throughput. With ``graphed``, also batch 1 through a
     :class:`~yolo_asff.engine.graphed.GraphedDetector` (forward + decode + fixed-shape NMS as
     one CUDA graph, or one compiled function on the CPU): from the loaded tensor to the
-    detections on the host (``graphed``), and end to end from the picture (``end_to_end_graphed``).
+    detections on the host (``graphed``), and end to end from the picture (``end_to_end_graphed``),
+    its NMS considering the ``pre_nms_topk`` best candidates.
 
     Returns ``{"model": {arch, ..., parameters, gflops}, "results": {...}}`` with results
     ``latency_ms`` (``forward``, ``forward_postprocess``, ``end_to_end`` and, graphed,
@@ -282,8 +284,8 @@ def benchmark_inference(
     batch-1 picture: the NMS load).
     """
     h, w = parse_size(size, "--size")
-    if batch < 1:
-        raise BenchmarkError(f"--batch must be at least 1, got {batch}")
+    if batch < 1 or pre_nms_topk < 1:
+        raise BenchmarkError(f"--batch and --pre-nms-topk must be at least 1, got {batch} and {pre_nms_topk}")
     check_precision(device, precision)
     model.eval().to(device)
     params, flops = count_parameters(model), count_flops(model, (h, w))
@@ -309,8 +311,7 @@ def benchmark_inference(
 
     paths = {"forward": lambda: forward(x1), "forward_postprocess": forward_postprocess, "end_to_end": end_to_end}
     if graphed:
-        graph = GraphedDetector(plain_model, t.conf_thresh, t.nms_thresh, t.max_det,
-                                device=device)
+        graph = GraphedDetector(plain_model, t.conf_thresh, t.nms_thresh, t.max_det, pre_nms_topk, device=device)
 
         def run_graphed(x: Tensor) -> Any:
             with autocast(device, precision):

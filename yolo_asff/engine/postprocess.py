@@ -151,10 +151,11 @@ def _nms_iou_matrix(boxes: Tensor) -> Tensor:
     """
     x1, y1, x2, y2 = boxes.unbind(-1)  # (B, K) each
     area = (x2 - x1) * (y2 - y1)
-    w = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
-    h = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
-    inter = w * h
-    return inter / (area[:, :, None] + area[:, None, :] - inter)
+    # In place where it can: four (B, K, K) temporaries instead of a dozen (eager CPU runs are memory-bound).
+    w = torch.minimum(x2[:, :, None], x2[:, None, :]).sub_(torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_(min=0)
+    h = torch.minimum(y2[:, :, None], y2[:, None, :]).sub_(torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_(min=0)
+    inter = w.mul_(h)
+    return inter.div_((area[:, :, None] + area[:, None, :]).sub_(inter))
 
 
 def greedy_nms_fixed(
@@ -188,13 +189,19 @@ def greedy_nms_fixed(
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     k = boxes.shape[1]
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j before i
-    suppresses = (_nms_iou_matrix(boxes) > iou_thresh) & earlier & (labels[:, :, None] == labels[:, None, :])
-    suppresses &= valid[:, :, None] & valid[:, None, :]  # (B, K, K) [b, j, i]
+    # Padding gets a group of its own (-1 - position), so one comparison says "same class, both valid".
+    group = torch.where(valid, labels, -1 - torch.arange(k, device=labels.device))
+    suppresses = (_nms_iou_matrix(boxes) > iou_thresh).logical_and_(earlier).logical_and_(
+        group[:, :, None] == group[:, None, :])  # (B, K, K) [b, j, i]
+    # One round is a (1, K) × (K, K) product counting the kept boxes that suppress each box: a matrix
+    # product runs at full speed on any device, where a boolean any() over K² elements does not.
+    suppresses = suppresses.to(boxes.dtype)  # 0/1; sums up to K are exact in float32
     keep = valid
     previous = keep
     for _ in range(iterations + 1):
         previous = keep
-        keep = valid & ~(suppresses & previous[:, :, None]).any(dim=1)
+        hits = torch.bmm(previous.to(suppresses.dtype)[:, None, :], suppresses)[:, 0]  # (B, K)
+        keep = valid & (hits == 0)
     return keep, (keep == previous).all(dim=1)
 
 
