@@ -199,3 +199,11 @@ def test_fixed_shapes_whatever_the_data_and_no_host_sync():
         first, empty = unpad_detections(padded, 0.65)
     assert syncs.total == 1, syncs.summary()  # one device-to-host copy for the whole batch
     assert empty.boxes.shape == (0, 4) and empty.labels.dtype == torch.int64 and len(first.scores) > 0
+
+
+def test_fixed_shape_nms_is_the_same_under_autocast():
+    decoded = random_decoded(2, 300, 10, seed=2)
+    want = reference_nms(decoded, 0.05, 0.5, max_det=100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = postprocess_fixed(decoded, 0.05, 0.5, max_det=100)
+    assert_same(unpad_detections(padded, 0.5), want)

@@ -35,6 +35,8 @@ def main(argv: List[str]) -> int:
     add_size_argument(parser, "test.img_size")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: runtime.device)")
     parser.add_argument("--half", action="store_true", help="float16 autocast (CUDA only)")
+    parser.add_argument("--graphed", action="store_true", help="forward + decode + NMS as one CUDA graph (CPU: one "
+                        "compiled function), pictures one at a time; the first one waits for the compile")
     parser.add_argument("--fusion-maps", action="store_true", help="also write ASFF weight heat maps")
     parser.add_argument("--fusion-every", type=int, default=30, help="video: fusion maps every N frames (default 30)")
     parser.add_argument("--max-frames", type=int, default=0, help="video/webcam: stop after N frames (0 = all)")

@@ -411,13 +411,14 @@ def _say_what_was_loaded(ready: LoadedModel, weights: Optional[str]) -> None:
 def load_predictor(
     weights: Optional[str], config: Optional[str] = None, opts: Sequence[str] = (), *, size: Optional[Size] = None,
     conf: Optional[float] = None, nms: Optional[float] = None, device: Optional[str] = None, half: bool = False,
+    graphed: bool = False,
 ) -> Tuple[Predictor, LoadedModel, List[str]]:
     """The model of ``weights`` (random weights when None: a smoke test) on its device in a :class:`Predictor`;
     the loaded model with its config, and one class name per class. Prints what was loaded.
 
     ``size``, ``conf``, ``nms`` and ``device`` replace ``test.img_size``, ``test.show_thresh``,
     ``test.nms_thresh`` and ``runtime.device`` when given; ``half`` on a machine without CUDA warns and
-    runs float32.
+    runs float32. ``graphed``: see :class:`Predictor`.
 
     Raises:
         ConfigError, CheckpointError: see :func:`~yolo_asff.engine.loading.model_for_weights`.
@@ -430,7 +431,7 @@ def load_predictor(
     if half and where.type != "cuda":
         print(f"warning: --half needs a CUDA device; running fp32 on {where}", file=sys.stderr)
         half = False
-    overrides: Dict[str, Any] = dict(device=where, half=half)
+    overrides: Dict[str, Any] = dict(device=where, half=half, graphed=graphed)
     for key, value in (("conf_thresh", conf), ("nms_thresh", nms)):
         if value is not None:
             overrides[key] = value
@@ -479,13 +480,13 @@ def run_demo(
     config: Optional[str] = None, opts: Sequence[str] = (), *, size: Optional[Size] = None,
     conf: Optional[float] = None, nms: Optional[float] = None, device: Optional[str] = None, half: bool = False,
     fusion_maps: bool = False, fusion_every: int = 30, max_frames: int = 0, save_txt: bool = False,
-    save_json: bool = False, codec: str = "auto",
+    save_json: bool = False, codec: str = "auto", graphed: bool = False,
 ) -> Summary:
     """``yolo-asff demo``: detect objects in ``source`` and write annotated copies under ``out``.
 
     ``source``: a picture, a folder (with its sub-folders), a glob, a video file or a webcam index
     (:func:`resolve_source`). ``weights``, ``config``, ``opts``: as :func:`load_predictor` takes them, with
-    ``size``, ``conf``, ``nms``, ``device`` and ``half``. ``fusion_maps``: also the ASFF weight maps
+    ``size``, ``conf``, ``nms``, ``device``, ``half`` and ``graphed``. ``fusion_maps``: also the ASFF weight maps
     (every ``fusion_every``-th frame of a video); ``max_frames``: stop a video after so many (0: all);
     ``save_txt``, ``save_json``, ``codec``: see the module docstring and :func:`video_writer`. Prints the
     model line, where the outputs went and a summary; returns the summary.
@@ -500,7 +501,7 @@ def run_demo(
     found = resolve_source(source)
     check_writable(out, "--out folder", folder=True)
     predictor, ready, names = load_predictor(weights, config, opts, size=size, conf=conf, nms=nms, device=device,
-                                             half=half)
+                                             half=half, graphed=graphed)
     cfg = ready.cfg
     if fusion_maps and getattr(ready.model, "fusion", None) is None:
         print(f"note: {cfg.model.arch} (model.fusion={cfg.model.fusion}) has no ASFF fusion: no fusion maps written")

@@ -195,13 +195,14 @@ def greedy_nms_fixed(
         group[:, :, None] == group[:, None, :])  # (B, K, K) [b, j, i]
     # One round is a (1, K) × (K, K) product counting the kept boxes that suppress each box: a matrix
     # product runs at full speed on any device, where a boolean any() over K² elements does not.
-    suppresses = suppresses.to(boxes.dtype)  # 0/1; sums up to K are exact in float32
+    suppresses = suppresses.float()  # 0/1; sums up to K are exact in float32
     keep = valid
     previous = keep
-    for _ in range(iterations + 1):
-        previous = keep
-        hits = torch.bmm(previous.to(suppresses.dtype)[:, None, :], suppresses)[:, 0]  # (B, K)
-        keep = valid & (hits == 0)
+    with torch.autocast(boxes.device.type, enabled=False):  # the products stay float32 under a caller's autocast
+        for _ in range(iterations + 1):
+            previous = keep
+            hits = torch.bmm(previous.float()[:, None, :], suppresses)[:, 0]  # (B, K)
+            keep = valid & (hits == 0)
     return keep, (keep == previous).all(dim=1)
 
 
