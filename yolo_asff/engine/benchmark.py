@@ -23,9 +23,9 @@ import json
 import os
 import platform
 import resource
-import sys
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
