@@ -18,10 +18,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.models.loss_reference import reference_assign, reference_loss  # noqa: E402
+from yolo_asff.engine.benchmark import time_call  # noqa: E402
 from yolo_asff.models.build import YOLOV3_ANCHORS  # noqa: E402
 from yolo_asff.models.head import HeadOutput  # noqa: E402
 from yolo_asff.models.loss import YoloLoss, assign_targets  # noqa: E402
-from yolo_asff.utils.benchmark import time_call  # noqa: E402
 
 
 def make_case(batch: int, size: int, boxes: int, classes: int, device: torch.device):

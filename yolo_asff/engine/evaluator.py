@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..config import Config
 from ..data import DetectionDataset, ImageRecord, build_dataloader, build_dataset
 from ..data.transforms import unletterbox_boxes
+from ..utils.device import fp16_autocast
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 from .checkpoint import unwrap_model
@@ -41,8 +42,8 @@ from .voc_eval import VocMetrics, voc_evaluate
 
 __all__ = [
     "METRIC_KEYS", "Evaluator", "ValidationLoss", "coco_gt_from_records", "coco_results", "detections_to_coco",
-    "format_per_class", "format_per_class_table", "format_report", "load_coco_gt", "score_coco", "score_voc",
-    "with_source_ids", "write_coco_results",
+    "format_per_class", "format_per_class_table", "format_report", "load_coco_gt", "metrics_json", "score_coco",
+    "score_voc", "with_source_ids", "write_coco_results",
 ]
 
 # The 12 numbers of COCOeval.summarize(), in its order.
@@ -303,6 +304,16 @@ def format_report(metrics: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
+    """What ``yolo-asff eval --json`` writes: the numbers of :meth:`Evaluator.evaluate` worth keeping (no text
+    tables, no curves), plus ``extra`` (what was evaluated). Fractions 0-1; NaN becomes null when written
+    (:func:`~yolo_asff.utils.files.write_json`)."""
+    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "coco_backend",
+            "voc", "testdev", "dets_path", "best_f1_conf", "precision", "recall", "F1", "per_class_table",
+            "confusion_matrix"]
+    return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
+
+
 # ----------------------------------------------------------------------------- validation loss
 
 
@@ -428,8 +439,7 @@ class Evaluator:
         raw: List[Any] = []
         hook = head.register_forward_hook(lambda module, inputs, output: raw.append(output)) if head else None
         device = next(model.parameters()).device
-        amp = half and device.type == "cuda"
-        if half and not amp:
+        if half and device.type != "cuda":
             self.log.warning("half precision needs a GPU; evaluating in float32 on %s", device)
         t = self.cfg.test
         show = progress and sys.stderr.isatty() and is_main_process()
@@ -437,7 +447,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.no_grad(), fp16_autocast(device, half):
                 for batch in tqdm(self.loader, desc="eval", unit="batch", disable=not show, leave=False):
                     images = batch["images"].to(device, non_blocking=True)
                     raw.clear()
