@@ -4,7 +4,7 @@
                                            [--device cpu|cuda] [--repeat 5]
 
 Both compute the same numbers (tests/models/test_loss.py checks it); the loop version
-walks images and boxes as the official ASFF code does. Times are medians of ``--repeat``
+(tests/models/loss_reference.py) walks images and boxes as the official ASFF code does. Times are medians of ``--repeat``
 runs after one warm-up, forward only (the loss value), with device synchronisation.
 """
 from __future__ import annotations
@@ -17,10 +17,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.models.loss_reference import reference_assign, reference_loss  # noqa: E402
+from yolo_asff.engine.benchmark import time_call  # noqa: E402
 from yolo_asff.models.build import YOLOV3_ANCHORS  # noqa: E402
+from yolo_asff.models.head import HeadOutput  # noqa: E402
 from yolo_asff.models.loss import YoloLoss, assign_targets  # noqa: E402
-from yolo_asff.models.loss_reference import reference_assign, reference_loss  # noqa: E402
-from yolo_asff.utils.benchmark import time_call  # noqa: E402
 
 
 def make_case(batch: int, size: int, boxes: int, classes: int, device: torch.device):
@@ -53,14 +54,16 @@ def main(argv=None) -> int:
     outs, targets = make_case(args.batch, args.size, args.boxes, args.classes, device)
     loss = YoloLoss(torch.tensor(YOLOV3_ANCHORS, dtype=torch.float32).view(3, 3, 2), (8, 16, 32), args.classes).to(device)
     size = (args.size, args.size)
+    head_outputs = [HeadOutput(o, loss.anchors[level].view(1, -1, 1, 1, 2)) for level, o in enumerate(outs)]
     grid_sizes = [(o.shape[2], o.shape[3]) for o in outs]
     with torch.no_grad():
         assign_ours = timed(lambda: assign_targets(targets, loss.anchors, loss.strides, grid_sizes), device, args.repeat)
         assign_loop = timed(lambda: reference_assign(targets, loss.anchors, loss.strides, grid_sizes), device,
                             args.repeat)
-        ours = timed(lambda: loss(outs, targets, size), device, args.repeat)
+        # max_boxes as the collate gives it: the loss then makes no host synchronisation.
+        ours = timed(lambda: loss(head_outputs, targets, size, args.boxes), device, args.repeat)
         loop = timed(lambda: reference_loss(loss, outs, targets, size), device, max(1, args.repeat // 2))
-        a, _ = loss(outs, targets, size)
+        a, _ = loss(head_outputs, targets, size, args.boxes)
         b, _ = reference_loss(loss, outs, targets, size)
     print(f"assignment + loss, batch {args.batch}, {args.size}x{args.size}, {args.boxes} boxes/image, "
           f"{args.classes} classes, {device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")

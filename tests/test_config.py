@@ -145,6 +145,8 @@ def test_int_is_accepted_for_float(tmp_path):
         ("train: {lr: -0.1}", "train.lr"),
         ("model: {dropblock_keep: 0}", "model.dropblock_keep"),
         ("test: {nms_thresh: 1.5}", "test.nms_thresh"),
+        ("test: {show_thresh: -0.1}", "test.show_thresh"),
+        ("test: {img_size: [64, 64, 64]}", "test.img_size"),
         ("model: {num_classes: 0}", "model.num_classes"),
         ("model: {anchors: [[10, 13], [16, 30]]}", "model.anchors"),
         ("train: {loss_weights: {objectness: 1.0}}", "train.loss_weights"),

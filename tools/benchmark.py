@@ -1,13 +1,11 @@
 """Benchmarks that print numbers (never timed tests).
 
-Runs ``yolo_asff.cli.benchmark`` from a clone, without installing the package (``--help`` for the options).
+``yolo-asff benchmark`` run from a clone, without installing the package (``--help`` for the options).
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's package, installed or not
+from yolo_asff.cli import launch  # noqa: E402
 
-from yolo_asff.cli.benchmark import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = launch("benchmark", __name__)

@@ -1,13 +1,11 @@
 """Check a config's dataset without training: what the trainer would read, and what is wrong with it.
 
-Runs ``yolo_asff.cli.check_dataset`` from a clone, without installing the package (``--help`` for the options).
+``yolo-asff check`` run from a clone, without installing the package (``--help`` for the options).
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's package, installed or not
+from yolo_asff.cli import launch  # noqa: E402
 
-from yolo_asff.cli.check_dataset import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = launch("check", __name__)

@@ -1,13 +1,11 @@
 """Convert a released checkpoint of the official ASFF code into a yolo-asff checkpoint.
 
-Runs ``yolo_asff.cli.convert_official`` from a clone, without installing the package (``--help`` for the options).
+``yolo-asff convert-official`` run from a clone, without installing the package (``--help`` for the options).
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's package, installed or not
+from yolo_asff.cli import launch  # noqa: E402
 
-from yolo_asff.cli.convert_official import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = launch("convert-official", __name__)

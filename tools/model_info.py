@@ -1,13 +1,11 @@
 """Model smoke check: build a config's model, print its size and cost, run it on one image.
 
-Runs ``yolo_asff.cli.model_info`` from a clone, without installing the package (``--help`` for the options).
+``yolo-asff info`` run from a clone, without installing the package (``--help`` for the options).
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's package, installed or not
+from yolo_asff.cli import launch  # noqa: E402
 
-from yolo_asff.cli.model_info import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = launch("info", __name__)

@@ -1,13 +1,11 @@
 """Train a detector from a config.
 
-Runs ``yolo_asff.cli.train`` from a clone, without installing the package (``--help`` for the options).
+``yolo-asff train`` run from a clone, without installing the package (``--help`` for the options).
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's package, installed or not
+from yolo_asff.cli import launch  # noqa: E402
 
-from yolo_asff.cli.train import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = launch("train", __name__)

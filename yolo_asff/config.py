@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Option
 import yaml
 
 from .errors import YoloAsffError
+from .utils.device import device_problem
+from .utils.sizes import size_problem
 
 __all__ = [
     "AUTO_ANCHORS",
@@ -236,8 +238,11 @@ class TestConfig:
     """Evaluation and inference: input size, thresholds, batch size."""
 
     img_size: Size = _f(608, "test input size, an int or [h, w], multiple of 32")
-    conf_thresh: float = _f(0.001, "score threshold (0.001 for mAP, ~0.3 for a demo)")
-    nms_thresh: float = _f(0.65, "class-aware NMS IoU threshold")
+    conf_thresh: float = _f(0.001, "score threshold of evaluation (0.001: mAP counts every detection)")
+    nms_thresh: float = _f(0.65, "class-aware NMS IoU threshold (evaluation, demo, export)")
+    show_thresh: float = _f(
+        0.3, "score threshold of detections meant to be looked at or used: the demo, ONNX export with NMS, "
+        "TensorBoard pictures, the Predictor (like mmdetection's show_score_thr)")
     max_det: int = _f(100, "most detections kept per image")
     batch_size: int = _f(8, "images per evaluation batch")
     metric: str = _f(
@@ -514,12 +519,6 @@ def _build(cls: Any, data: Mapping[str, Any], prov: Mapping[str, str], prefix: s
 # ----------------------------------------------------------------------------- values
 
 
-def _size_ok(value: Any) -> bool:
-    """An input size: a positive multiple of 32 (the largest stride), as an int or an [h, w] pair."""
-    sizes = [value] if isinstance(value, int) else list(value)
-    return len(sizes) == (1 if isinstance(value, int) else 2) and all(s > 0 and s % 32 == 0 for s in sizes)
-
-
 def _check_choices(cfg: Config, fail: Callable[[str, str], None]) -> None:
     for key, choices in CHOICES.items():
         section, name = key.split(".")
@@ -528,17 +527,17 @@ def _check_choices(cfg: Config, fail: Callable[[str, str], None]) -> None:
             close = difflib.get_close_matches(value, choices, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             fail(key, f"must be one of {', '.join(choices)}, got '{value}'{hint}")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):
-        fail("runtime.device", f"must be auto, cpu, cuda or cuda:N (e.g. cuda:0), got '{cfg.runtime.device}'")
+    if device_problem(cfg.runtime.device):
+        fail("runtime.device", device_problem(cfg.runtime.device))
 
 
 def _check_inputs(cfg: Config, fail: Callable[[str, str], None]) -> None:
     d = cfg.data
     for key, size in (("data.img_size", d.img_size), ("test.img_size", cfg.test.img_size)):
-        if not _size_ok(size):
-            fail(key, f"must be a positive multiple of 32 or [h, w] of them, e.g. 608 or [384, 640]; got {size}")
+        if size_problem(size):
+            fail(key, size_problem(size))
     lo_hi = d.multiscale_range
-    if lo_hi is not None and (len(lo_hi) != 2 or not all(_size_ok(s) for s in lo_hi) or lo_hi[0] > lo_hi[1]):
+    if lo_hi is not None and (len(lo_hi) != 2 or any(size_problem(s) for s in lo_hi) or lo_hi[0] > lo_hi[1]):
         fail("data.multiscale_range", f"must be [min, max], multiples of 32 with min <= max (or null); got {lo_hi}")
     for key, values in (("data.mean", d.mean), ("data.std", d.std)):
         if len(values) != 3:
@@ -577,6 +576,7 @@ def _check_ranges(cfg: Config, fail: Callable[[str, str], None]) -> None:
     intervals = {
         "model.dropblock_keep": (m.dropblock_keep, False, True), "model.prior_prob": (m.prior_prob, False, False),
         "model.bn_momentum": (m.bn_momentum, False, False), "test.conf_thresh": (cfg.test.conf_thresh, True, True),
+        "test.show_thresh": (cfg.test.show_thresh, True, True),
         "test.nms_thresh": (cfg.test.nms_thresh, True, True), "train.ignore_thresh": (t.ignore_thresh, True, True),
         "train.momentum": (t.momentum, True, True), "train.mixup_prob": (t.mixup_prob, True, True),
         "train.ema_decay": (t.ema_decay, True, True), "data.aug.mosaic_prob": (cfg.data.aug.mosaic_prob, True, True),

@@ -5,7 +5,7 @@ do, naming the file or config key: :class:`~yolo_asff.config.ConfigError` (confi
 :class:`~yolo_asff.data.records.DatasetError` (annotation files and pictures),
 :class:`~yolo_asff.engine.checkpoint.CheckpointError` (weights files),
 :class:`~yolo_asff.engine.trainer.TrainingError` (a run that cannot go on),
-:class:`~yolo_asff.engine.export.ExportError`, :class:`~yolo_asff.utils.benchmark.BenchmarkError`,
+:class:`~yolo_asff.engine.export.ExportError`, :class:`~yolo_asff.engine.benchmark.BenchmarkError`,
 :class:`~yolo_asff.io.official.OfficialCheckpointError` and
 :class:`~yolo_asff.utils.cli.UserError` (command-line arguments), and the general :class:`MissingFileError`,
 :class:`InvalidInputError` and :class:`OutputError` (a file or folder that cannot be written). The command-line tools catch

@@ -19,7 +19,7 @@ from yolo_asff.engine.checkpoint import (
 def test_save_and_load_restores_model_and_optimizer(tmp_path):
     model = make_model("yolov3_tiny", width=0.25)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.rand(2, 3, 64, 64))[0].sum().backward()
+    model(torch.rand(2, 3, 64, 64))[0].raw.sum().backward()
     opt.step()
     path = tmp_path / "last.pth"
     save_checkpoint(path, model, optimizer=opt, epoch=3, iteration=120, config={"model": {"arch": "yolov3_tiny"}})

@@ -200,6 +200,27 @@ def test_half_on_cpu_falls_back_to_fp32_with_a_warning():
     assert len(predictor(np.zeros((40, 50, 3), np.uint8))) == 1
 
 
+def test_half_never_converts_the_callers_model(monkeypatch):
+    """half is autocast around the forward pass, wherever it runs: the model's own weights are never made fp16."""
+    model = make_model("yolov3_tiny", num_classes=NUM_CLASSES, width=0.125)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(model, "half", lambda: pytest.fail("the predictor called .half() on the caller's model"))
+    with pytest.warns(RuntimeWarning):
+        predictor = Predictor(model, img_size=64, half=True, device="cpu")
+    predictor.half = True  # as on a GPU: autocast asked for (a no-op on the CPU)
+    assert len(predictor(np.zeros((40, 50, 3), np.uint8))) == 1
+    assert all(v.dtype == before[k].dtype and torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_default_thresholds_are_the_configs():
+    cfg = Config()
+    predictor = Predictor(FixedBoxModel([0, 0, 1, 1]), img_size=64)
+    assert (predictor.conf_thresh, predictor.nms_thresh, predictor.max_det) == (
+        cfg.test.show_thresh, cfg.test.nms_thresh, cfg.test.max_det)
+    cfg.test.show_thresh, cfg.runtime.device = 0.6, "cpu"
+    assert Predictor.from_config(cfg, FixedBoxModel([0, 0, 1, 1])).conf_thresh == 0.6  # not test.conf_thresh
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fp32_and_half_agree_with_cpu():
     image = red_patch_image(90, 200, (40, 20, 120, 70))
@@ -213,15 +234,75 @@ def test_cuda_fp32_and_half_agree_with_cpu():
     model = make_model(num_classes=NUM_CLASSES, width=0.25)
     fp32 = Predictor(copy.deepcopy(model), img_size=128, conf_thresh=0.0, device="cuda")
     fp16 = Predictor(model, img_size=128, conf_thresh=0.0, device="cuda", half=True)
-    assert next(model.parameters()).dtype == torch.float16 and next(fp32.model.parameters()).dtype == torch.float32
+    # half is float16 autocast: the caller's model keeps its float32 weights, the input stays float32
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
     x32, _ = fp32.preprocess([photo])
     x16, _ = fp16.preprocess([photo])
-    assert x16.dtype == torch.float16 and torch.allclose(x16.float(), x32, atol=1e-2)
+    assert x16.dtype == torch.float32 and torch.equal(x16, x32)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        got = fp16.model(x16).float()
     with torch.inference_mode():
-        ref, got = fp32.model(x32), fp16.model(x16).float()
+        ref = fp32.model(x32)
     # Compared before NMS: fp16 rounding may reorder the near-equal scores of a random model.
     assert (got[..., :4] - ref[..., :4]).abs().median() < 1.0 and (got[..., 4:] - ref[..., 4:]).abs().max() < 0.05
     dets, maps = fp16([photo, photo], return_fusion=True)
     assert dets[0].boxes.dtype == torch.float32 and maps[0].dtype == torch.float32 and len(dets[0].boxes) > 0
     assert (dets[0].boxes >= 0).all() and (dets[0].boxes <= 512).all()
     assert torch.equal(dets[0].boxes, dets[1].boxes)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # still, after running
+
+
+def scoring_model(pictures, size):
+    """A tiny-width ASFF model whose scores spread over (0, 1) and depend on the picture: batch-norm
+    statistics taken from these pictures, and output convolutions without the 0.01 prior (which keeps
+    every score of an untrained model near 1e-4)."""
+    model = make_model("yolov3_asff", num_classes=NUM_CLASSES, width=0.125)
+    x, _ = Predictor(model, img_size=size).preprocess(pictures)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # a cumulative average: one batch sets the running statistics
+    with torch.no_grad():
+        model.train()(x)
+    for conv in model.head.convs:
+        nn.init.zeros_(conv.bias)
+        nn.init.normal_(conv.weight, std=0.3)
+    return model.eval(), x
+
+
+def test_graphed_predictor_gives_the_eager_detections():
+    """forward + decode + fixed-shape NMS compiled as one function (CPU: torch.compile) finds what the eager
+    predictor finds, picture by picture, including a picture with no detection."""
+    photo = read_image(sample_image_path())
+    rng = np.random.default_rng(0)
+    pictures = [photo, np.ascontiguousarray(photo[100:300]), rng.integers(0, 255, (90, 160, 3), dtype=np.uint8),
+                np.full((80, 60, 3), 127, np.uint8)]
+    size = (64, 64)
+    model, x = scoring_model(pictures, size)
+    with torch.inference_mode():
+        decoded = model(x)
+    scores = (decoded[..., 4:5] * decoded[..., 5:]).amax(-1)  # (pictures, boxes)
+    conf = scores.amax(-1).min().item() + 1e-4  # just above the least confident picture's top: no detection
+    eager = Predictor(model, img_size=size, conf_thresh=conf, nms_thresh=0.3, batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        graphed = Predictor(model, img_size=size, conf_thresh=conf, nms_thresh=0.3, graphed=True)
+        got = graphed(pictures)
+    want = eager(pictures)
+    assert graphed.graphed.compiled and graphed.graphed.compile_time_s > 0
+    counts = [len(d.scores) for d in want]
+    assert sorted(counts)[0] == 0 and sorted(counts)[1] >= 3, counts
+    assert sum(counts) < int((scores > conf).sum())  # NMS did suppress boxes
+    # The compiled network rounds differently (fused kernels): scores agree to ~1e-5 and boxes to ~1e-3
+    # input pixels, ~0.01 pixels of the 10x larger photo.
+    for g, w in zip(got, want):
+        assert g.labels.tolist() == w.labels.tolist()
+        torch.testing.assert_close(g.scores, w.scores, atol=1e-4, rtol=0)
+        torch.testing.assert_close(g.boxes, w.boxes, atol=0.05, rtol=0)  # original-picture pixels
+    # A tensor batch runs picture by picture through the same graph, with the same detections.
+    batch, infos = eager.preprocess(pictures)
+    for g, w in zip(graphed(batch, infos=infos), want):
+        assert g.labels.tolist() == w.labels.tolist()
+        torch.testing.assert_close(g.boxes, w.boxes, atol=0.05, rtol=0)
+    # return_fusion runs eagerly and still answers.
+    dets, maps = graphed(pictures[:1], return_fusion=True)
+    assert dets[0].labels.tolist() == want[0].labels.tolist() and len(maps) == 3

@@ -1,16 +1,17 @@
-"""The official ASFF guided-anchor head (SPEC section 11): its models, outputs and loss."""
+"""The official ASFF guided-anchor head (ASFF paper, section 3.1): its models, outputs and loss."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 
 from yolo_asff.config import load_config
 from yolo_asff.models import build_model
-from yolo_asff.models.guided_head import GuidedAnchorHead, GuidedOutput
-from yolo_asff.models.loss import GuidedYoloLoss, build_loss
+from yolo_asff.models.guided_head import GuidedAnchorHead, guided_output, slot_anchor_table
+from yolo_asff.models.loss import GuidedYoloLoss, YoloLoss, build_loss
 
 from ..conftest import make_model
 
@@ -36,7 +37,7 @@ def test_official_configs_use_the_official_test_pipeline_and_anchors(name):
     cfg = load_config(OFFICIAL / name)
     assert cfg.data.letterbox is False  # stretch resize
     assert (cfg.test.conf_thresh, cfg.test.nms_thresh, cfg.test.max_det) == (0.001, 0.65, 10000)
-    assert cfg.model.norm == "syncbn" and cfg.train.epochs == 300 and cfg.train.mixup  # the recipe, SPEC 9
+    assert cfg.model.norm == "syncbn" and cfg.train.epochs == 300 and cfg.train.mixup  # the official training recipe
     assert cfg.data.mean == [0.485, 0.456, 0.406] and cfg.data.std == [0.229, 0.224, 0.225]
     model = build_model(cfg)
     # The ninth anchor is the official (121, 240), not YOLOv3's (373, 326); the free slot is 4 strides.
@@ -68,6 +69,14 @@ def test_outputs_have_four_slots_and_decode_with_the_predicted_anchors():
     torch.testing.assert_close(row[4:], raw[4:].sigmoid())
 
 
+def test_training_outputs_carry_the_predicted_anchors_detached_and_the_guide():
+    model = _guided().train()
+    outputs = model(torch.randn(1, 3, 64, 64))
+    for out, base in zip(outputs, model.head.slot_anchors):
+        assert out.guide.requires_grad and not out.anchors.requires_grad  # the box terms cannot train the guide
+        torch.testing.assert_close(out.anchors, out.guide.detach().exp() * base.view(1, -1, 1, 1, 2))
+
+
 def test_the_deformable_offsets_do_not_train_the_guide():
     model = _guided().train()
     outputs = model(torch.randn(1, 3, 64, 64))
@@ -88,14 +97,27 @@ SIZE = 256
 BOX = torch.tensor([[0, 1, 85, 70, 115, 130, 1.0]])
 
 
+class Level(NamedTuple):
+    """One level's leaf tensors, as the guided head's convs would give them: logits and guide."""
+
+    raw: torch.Tensor
+    guide: torch.Tensor
+
+
 def _outputs(batch: int = 1, classes: int = 3, fill: float = -6.0):
     outs = []
     for s in STRIDES:
         n = SIZE // s
         raw = torch.zeros(batch, 4, n, n, 5 + classes)
         raw[..., 4:] = fill  # confident background everywhere
-        outs.append(GuidedOutput(raw.requires_grad_(), torch.zeros(batch, 4, n, n, 2, requires_grad=True)))
+        outs.append(Level(raw.requires_grad_(), torch.zeros(batch, 4, n, n, 2, requires_grad=True)))
     return outs
+
+
+def _head(outputs):
+    """The head's outputs for the levels' current logits and guides (the anchors follow the guides)."""
+    slot_base = slot_anchor_table(ANCHORS, STRIDES)
+    return [guided_output(o.raw, o.guide, slot_base[level].view(1, -1, 1, 1, 2)) for level, o in enumerate(outputs)]
 
 
 def _loss(**kwargs):
@@ -104,9 +126,9 @@ def _loss(**kwargs):
 
 
 def _assign(loss, outputs, targets=BOX):
-    sizes = targets[:, 4:6] - targets[:, 2:4]
-    inputs = loss._level_inputs(outputs)
-    return loss._assign(targets, sizes, inputs, [(o.raw.shape[2], o.raw.shape[3]) for o in outputs])
+    """The loss's positives and guide slots per level, in index form."""
+    matches = loss.match(_head(outputs), targets)
+    return [p.positives() for p, _ in matches], [g.positives() for _, g in matches]
 
 
 def _set_guide(outputs, level, slot, gy, gx, size_wh, base):
@@ -140,16 +162,16 @@ def test_a_perfect_prediction_at_the_chosen_slot_has_no_box_loss():
         raw[0, 3, 6, 6, 2:4] = 0.0  # exp(0) x predicted anchor = the box size
         raw[0, 3, 6, 6, 4] = 8.0
         raw[0, 3, 6, 6, 5:] = torch.tensor([-8.0, 8.0, -8.0])
-    _, terms = _loss()(outputs, BOX, (SIZE, SIZE))
+    _, terms = _loss()(_head(outputs), BOX, (SIZE, SIZE))
     assert terms["wh"] < 1e-5 and terms["iou"] < 1e-5 and terms["guide"] < 1e-5
     assert terms["cls"] < 0.01
 
 
 def test_the_wh_target_is_relative_to_the_predicted_anchor():
     outputs = _outputs()
-    _, before = _loss()(outputs, BOX, (SIZE, SIZE))
+    _, before = _loss()(_head(outputs), BOX, (SIZE, SIZE))
     _set_guide(outputs, 1, 0, 6, 6, [30.0, 60.0], [30.0, 61.0])  # slot 0's anchor becomes exactly the box
-    _, after = _loss()(outputs, BOX, (SIZE, SIZE))
+    _, after = _loss()(_head(outputs), BOX, (SIZE, SIZE))
     # tw = th = 0: the L1 term is |log(30 / 30)| + |log(60 / 61)| before the guide moved, 0 after.
     scale = 2 - 30 * 60 / SIZE**2
     assert before["wh"].item() == pytest.approx(scale * abs(math.log(60 / 61)), rel=1e-4)
@@ -159,13 +181,13 @@ def test_the_wh_target_is_relative_to_the_predicted_anchor():
 def test_only_the_guide_term_trains_the_guide():
     outputs = _outputs()
     loss = _loss(weights={"xy": 1, "wh": 1, "iou": 1, "obj": 1, "cls": 1, "guide": 0})
-    total, _ = loss(outputs, BOX, (SIZE, SIZE))
+    total, _ = loss(_head(outputs), BOX, (SIZE, SIZE))
     total.backward()
     assert all(not o.guide.grad.any() for o in outputs if o.guide.grad is not None)
 
     outputs = _outputs()
     loss = _loss(weights={"xy": 0, "wh": 0, "iou": 0, "obj": 0, "cls": 0, "guide": 1})
-    total, terms = loss(outputs, BOX, (SIZE, SIZE))
+    total, terms = loss(_head(outputs), BOX, (SIZE, SIZE))
     total.backward()
     grad = outputs[1].guide.grad
     assert set(map(tuple, grad.abs().sum(-1).nonzero().tolist())) == {(0, 0, 6, 6), (0, 3, 6, 6)}
@@ -184,7 +206,7 @@ def test_the_ignore_rule_decodes_with_the_predicted_anchors():
             raw[0, 1, 6, 6, 4] = logit
         if fit:
             _set_guide(outputs, 1, 1, 6, 6, [30.0, 60.0], [62.0, 45.0])  # its predicted size = the box
-        return _loss()(outputs, BOX, (SIZE, SIZE))[1]["obj"].item()
+        return _loss()(_head(outputs), BOX, (SIZE, SIZE))[1]["obj"].item()
 
     # With the base anchor the prediction overlaps the box too little: a confident slot is penalised ...
     assert obj_loss(5.0, fit=False) > obj_loss(-5.0, fit=False) + 4
@@ -198,7 +220,7 @@ def test_two_boxes_on_one_slot_keep_the_last_and_empty_targets_work():
     assert positives[1].target.tolist() == [1]
     assert len(guide_slots[1].target) == 2 and set(guide_slots[1].target.tolist()) == {1}
     outputs = _outputs()
-    total, terms = _loss()(outputs, torch.zeros(0, 7), (SIZE, SIZE))
+    total, terms = _loss()(_head(outputs), torch.zeros(0, 7), (SIZE, SIZE))
     assert torch.isfinite(total) and terms["guide"] == 0 and terms["obj"] > 0
     # Without boxes the guide still gets a (zero) gradient: DDP needs one for every parameter in every step.
     total.backward()
@@ -211,3 +233,8 @@ def test_build_loss_picks_the_guided_loss_for_the_guided_head():
     loss = build_loss(cfg, model)
     assert isinstance(loss, GuidedYoloLoss) and "guide" in loss.terms
     assert torch.equal(loss.anchors, model.head.anchors)
+
+
+def test_the_plain_loss_refuses_outputs_with_a_guide():
+    with pytest.raises(ValueError, match="GuidedYoloLoss"):
+        YoloLoss(ANCHORS, STRIDES, 3)(_head(_outputs()), BOX, (SIZE, SIZE))

@@ -36,7 +36,10 @@ def test_eval_output_shape_full_width(variant, size):
 def test_train_output_shapes(variant, size):
     model = make_model(variant, width=0.25, num_classes=7).train()
     h, w = size
-    raw = model(torch.rand(2, 3, h, w))
+    outputs = model(torch.rand(2, 3, h, w))
+    raw = [out.raw for out in outputs]  # one HeadOutput per level: the logits, the anchors, no guide
+    assert all(out.guide is None and torch.equal(out.anchors[0, :, 0, 0], anchors)
+               for out, anchors in zip(outputs, model.head.anchors))
     assert [tuple(r.shape) for r in raw] == [(2, 3, gh, gw, 12) for gh, gw in _grid_sizes(variant, h, w)]
     sum(r.sum() for r in raw).backward()  # every level is connected to the graph
     assert all(p.grad is not None for p in model.head.parameters())
@@ -62,7 +65,7 @@ def test_decoded_boxes_follow_the_yolov3_formula():
         raw = model.head(model.pyramid(model.backbone(torch.rand(1, 3, 64, 96))))
         decoded = model.head.decode(raw)
     # stride 32 level, anchor 1, cell (x=2, y=1): it comes after the whole stride-16 level
-    r = raw[1][0, 1, 1, 2]
+    r = raw[1].raw[0, 1, 1, 2]
     idx = 3 * 4 * 6 + 1 * (2 * 3) + 1 * 3 + 2  # (level, anchor, y, x) order
     anchor_w, anchor_h = 135.0, 169.0
     cx, cy = (torch.sigmoid(r[0]) + 2) * 32, (torch.sigmoid(r[1]) + 1) * 32

@@ -12,7 +12,7 @@ import torch
 from tests.conftest import make_model
 from yolo_asff import load_config
 from yolo_asff.assets import sample_image_path
-from yolo_asff.data.builtin import CLASSES, generate_builtin
+from yolo_asff.data.builtin import generate_builtin
 from yolo_asff.engine.checkpoint import save_checkpoint
 from yolo_asff.io.darknet import save_darknet_weights
 from yolo_asff.cli import demo
@@ -152,40 +152,6 @@ def test_darknet_weights_and_model_without_fusion(capsys, builtin, tmp_path):
     assert "Darknet layers loaded" in out and "has no ASFF fusion" in out
     assert "--half needs a CUDA device" in err
     assert not list((tmp_path / "out").glob("*_fusion.jpg")) and "summary: 1 images, 0 detections" not in out
-
-
-def test_class_names_from_the_dataset_or_a_fallback(builtin, tmp_path):
-    cfg = load_config(REPO / "configs/builtin.yaml", [f"data.root={builtin}"])
-    assert demo.class_names_for(cfg) == (list(CLASSES), None)
-    cfg = load_config(REPO / "configs/builtin.yaml", [f"data.root={tmp_path}"])  # not generated: the same list
-    assert demo.class_names_for(cfg) == (list(CLASSES), None)
-    cfg = load_config(REPO / "configs/yolov3_asff_coco.yaml", [f"data.root={tmp_path}"])
-    names, note = demo.class_names_for(cfg)
-    assert names[:2] == ["class 0", "class 1"] and len(names) == 80 and "not found" in note
-    cfg = load_config(REPO / "configs/builtin.yaml", ["data.class_names=[a, b]", "model.num_classes=2"])
-    assert demo.class_names_for(cfg) == (["a", "b"], None)
-
-
-class FakeCapture:
-    """cv2.VideoCapture stand-in: ``None`` entries are frames that fail to decode."""
-
-    def __init__(self, frames):
-        self.frames = list(frames)
-
-    def read(self):
-        frame = self.frames.pop(0) if self.frames else None
-        return frame is not None, frame
-
-
-def test_broken_video_frames_are_skipped_and_counted():
-    ok = np.zeros((4, 4, 3), np.uint8)
-    summary = demo.Summary()
-    got = [i for i, _ in demo.read_frames(FakeCapture([ok, None, ok, None, None, ok]), 6, summary)]
-    assert got == [0, 2, 5] and summary.skipped == ["frame 1", "frame 3", "frame 4"]
-    # A container announcing more frames than it holds: the missing tail is not "skipped".
-    summary = demo.Summary()
-    got = [i for i, _ in demo.read_frames(FakeCapture([ok, ok]), 100, summary)]
-    assert got == [0, 1] and summary.skipped == []
 
 
 def test_fusion_maps_line_up_with_the_picture():

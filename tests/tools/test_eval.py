@@ -12,7 +12,7 @@ import torch
 from tests.engine.test_evaluator import write_config, write_tiny_coco
 from yolo_asff import build_model, load_config
 from yolo_asff.cli import evaluate as eval_tool
-from yolo_asff.engine.checkpoint import save_checkpoint
+from yolo_asff.engine.checkpoint import load_weights_file, save_checkpoint
 from yolo_asff.engine.evaluator import METRIC_KEYS
 from yolo_asff.io.darknet import save_darknet_weights
 
@@ -58,13 +58,17 @@ def test_checkpoint_ema_weights_are_preferred_and_darknet_files_load(tmp_path):
     save_checkpoint(tmp_path / "a.pth", model, ema=ema)
     save_checkpoint(tmp_path / "b.pth", model)
     fresh = build_model(cfg)
-    assert eval_tool.load_weights(fresh, tmp_path / "a.pth") == "ema"
+
+    def load_weights(model, path):  # as the eval tool loads them: all of it, or a refusal
+        return load_weights_file(model, path, strict=True).source
+
+    assert load_weights(fresh, tmp_path / "a.pth") == "ema"
     name, param = next(iter(ema.state_dict().items()))
     assert torch.equal(fresh.state_dict()[name], param) and not torch.equal(param, model.state_dict()[name])
-    assert eval_tool.load_weights(fresh, tmp_path / "b.pth") == "model"
+    assert load_weights(fresh, tmp_path / "b.pth") == "model"
     assert torch.equal(fresh.state_dict()[name], model.state_dict()[name])
     save_darknet_weights(ema, tmp_path / "c.weights")
-    assert eval_tool.load_weights(fresh, tmp_path / "c.weights") == "darknet"
+    assert load_weights(fresh, tmp_path / "c.weights") == "darknet"
     assert torch.equal(fresh.state_dict()[name], param)
 
 

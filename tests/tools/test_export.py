@@ -139,6 +139,22 @@ def test_nms_graph_with_nothing_above_threshold(model, tmp_path):
     assert boxes.shape == (0, 4) and scores.shape == labels.shape == index.shape == (0,)
 
 
+def test_half_makes_a_float16_file_from_a_copy_and_leaves_the_model_as_it_was(tmp_path):
+    import onnx
+
+    model = build_model(load_config(CONFIG, OPTS)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    path = export_onnx(model, tmp_path / "half.onnx", 64, 1, half=True, metadata={"precision": "float16"})
+    assert model.training and {p.dtype for p in model.parameters()} == {torch.float32}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    graph = onnx.load(str(path))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {i.data_type for i in graph.graph.initializer if i.dims} == {onnx.TensorProto.FLOAT16}
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert check_onnx(path, model.eval(), 64, 1, half=True).ok  # compared with a float16 copy of the model
+    assert next(model.parameters()).dtype == torch.float32
+
+
 def test_cli_exports_checkpoint_with_nms_and_checks(model, tmp_path, capsys):
     save_checkpoint(tmp_path / "w.pt", model)
     out = tmp_path / "cli" / "model.onnx"

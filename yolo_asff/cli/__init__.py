@@ -11,16 +11,19 @@
     python -m yolo_asff ...                               # the same
 
 Each subcommand is a module here whose ``main(argv)`` parses its arguments and makes one call into
-the package; ``tools/<name>.py`` in a clone runs the same ``main``. Errors a user can fix end in one
-line and exit status 2 (:func:`yolo_asff.utils.cli.tool_main`).
+the package; ``tools/<name>.py`` in a clone runs the same ``main`` through :func:`launch`. Errors a
+user can fix end in one line and exit status 2, Ctrl-C in 130 (:func:`yolo_asff.utils.cli.tool_main`,
+which wraps this dispatcher and every subcommand).
 """
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import List
 
-__all__ = ["COMMANDS", "main"]
+from ..utils.cli import ToolMain, UserError, tool_main
+
+__all__ = ["COMMANDS", "launch", "main"]
 
 # subcommand -> (module in this package, what it does)
 COMMANDS = {
@@ -48,9 +51,22 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _command_main(command: str) -> ToolMain:
+    return importlib.import_module(f".{COMMANDS[command][0]}", __name__).main
+
+
+def launch(command: str, caller: str) -> ToolMain:
+    """What ``tools/<name>.py`` runs: ``command``'s ``main``, called at once with the exit status going to the
+    shell when ``caller`` (the launcher's ``__name__``) is ``"__main__"``, else returned (tests import it)."""
+    main = _command_main(command)
+    if caller == "__main__":
+        sys.exit(main())
+    return main
+
+
+@tool_main
+def main(argv: List[str]) -> int:
     """Run ``yolo-asff COMMAND ...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -65,8 +81,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         close = difflib.get_close_matches(command, list(COMMANDS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        print(f"error: unknown command '{command}'{hint}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(f".{COMMANDS[command][0]}", __name__)
+        raise UserError(f"unknown command '{command}'{hint}\n\n{_usage()}")
     sys.argv = [f"yolo-asff {command}", *rest]  # argparse's usage line, and what runs record as the command
-    return module.main(rest)
+    return _command_main(command)(rest)

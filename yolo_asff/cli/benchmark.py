@@ -2,14 +2,18 @@
 
     yolo-asff benchmark infer --config F [--device cpu|cuda] [--size S | --size H W] [--batch B]
         [--precision fp32|fp16|bf16] [--warmup N] [--iters N] [--channels-last] [--compile]
-        [--weights W] [--json OUT] [--opts ...]
+        [--graphed [--pre-nms-topk K]] [--weights W] [--json OUT] [--opts ...]
     yolo-asff benchmark train --config F [same options as infer, without --weights]
     yolo-asff benchmark data --config F [--size 608] [--samples 300] [--json OUT] [--opts ...]
     (tools/benchmark.py in a clone; infer --weights CKPT needs no --config)
 
 ``infer``: parameters, GFLOPs, batch-1 latency (forward; forward + postprocess; end to end
-from a decoded picture), forward throughput at ``--batch``, peak GPU memory.
-``train``: training steps per second (forward, loss, backward, SGD step) on synthetic data.
+from a decoded picture; with ``--graphed`` the same through one CUDA graph or compiled
+function), forward throughput at ``--batch``.
+``train``: training steps per second (the trainer's step: forward, real loss, finite check,
+backward, SGD, EMA) on synthetic data.
+Both also report peak memory (CUDA: max allocated; CPU: the process's peak RSS), the compile
+time when compiled, and host syncs per call or step.
 ``data``: training samples per second of one data-loading worker (one process, no
 DataLoader overhead) with the config's full augmentation, mosaic and mixup, at a fixed size.
 Timings are medians after warm-up; ``--json`` also records the device, versions and command.
@@ -19,57 +23,36 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
-
 
 import torch
 
 from .. import load_config
-from ..data import SampleRequest, build_dataset, collate
-from ..engine.loading import model_for_weights
-from ..utils.benchmark import (
-    PRECISIONS, BenchmarkError, benchmark_inference, benchmark_training, check_precision, environment,
-    format_table, resolve_device,
+from ..engine.benchmark import (
+    PRECISIONS, benchmark_data, benchmark_inference, benchmark_training, check_precision, environment,
+    format_table,
 )
-from ..utils.cli import UserError, tool_main
+from ..engine.loading import model_for_weights
+from ..engine.postprocess import DEFAULT_PRE_NMS_TOPK
+from ..utils.cli import UserError, add_size_argument, tool_main
+from ..utils.device import resolve_device
 from ..utils.files import check_writable, write_json
+from ..utils.sizes import parse_size
 
 
 def bench_data(args: argparse.Namespace) -> dict:
     if not args.config:
         raise UserError("--config is needed for the data benchmark (its dataset and augmentation)")
-    cfg = load_config(args.config, args.opts)
-    dataset = build_dataset(cfg, "train")
-    size = (args.size, args.size)
-    n = min(args.samples, 10 * len(dataset))
-    mixup, mosaic_prob = cfg.train.mixup, cfg.data.aug.mosaic_prob
-    for i in range(10):  # warm-up: file cache, lazy imports
-        dataset[SampleRequest(i % len(dataset), size, mixup, mosaic=mosaic_prob > 0)]
-    start = time.perf_counter()
-    batch = []
-    for i in range(n):
-        batch.append(dataset[SampleRequest(i % len(dataset), size, mixup, mosaic=mosaic_prob > 0)])
-        if len(batch) == cfg.train.batch_size:
-            collate(batch, cfg.data.mean, cfg.data.std)
-            batch = []
-    elapsed = time.perf_counter() - start
-    print(f"data pipeline: {n / elapsed:.1f} images/s per worker at {args.size}x{args.size} "
-          f"(full augmentation, mosaic {'p=' + str(mosaic_prob) if mosaic_prob > 0 else 'off'}, "
-          f"mixup {'on, p=' + str(cfg.train.mixup_prob) if mixup else 'off'}, collate included; "
-          f"{n} samples in {elapsed:.1f} s)")
-    return {
-        "settings": {"size": [args.size, args.size], "samples": n, "mixup": mixup, "mixup_prob": cfg.train.mixup_prob,
-                     "mosaic_prob": mosaic_prob, "batch": cfg.train.batch_size},
-        "results": {"images_per_s_per_worker": n / elapsed, "seconds": elapsed},
-    }
+    record = benchmark_data(load_config(args.config, args.opts), args.size, args.samples)
+    s, r = record["settings"], record["results"]
+    print(f"data pipeline: {r['images_per_s_per_worker']:.1f} images/s per worker at {args.size}x{args.size} "
+          f"(full augmentation, mosaic {'p=' + str(s['mosaic_prob']) if s['mosaic_prob'] > 0 else 'off'}, "
+          f"mixup {'on, p=' + str(s['mixup_prob']) if s['mixup'] else 'off'}, collate included; "
+          f"{s['samples']} samples in {r['seconds']:.1f} s)")
+    return record
 
 
 def _size(args: argparse.Namespace, default) -> tuple:
-    size = args.size if args.size else default
-    size = [size] if isinstance(size, int) else list(size)
-    if len(size) not in (1, 2):
-        raise BenchmarkError(f"--size takes one value (square) or two (height width), got {len(size)}")
-    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+    return parse_size(args.size if args.size is not None else default, "--size")
 
 
 def _ms(timing: dict) -> str:
@@ -80,11 +63,19 @@ def _memory(mb) -> str:
     return "n/a (CPU)" if mb is None else f"{mb:,.0f} MB"
 
 
+def _rss(mb: float) -> str:
+    return f"process peak RSS {mb:,.0f} MB (getrusage, whole process)"
+
+
+def _syncs(n: int) -> str:
+    return f"{n} host sync{'s' if n != 1 else ''}"
+
+
 def bench_model(args: argparse.Namespace) -> dict:
     weights = getattr(args, "weights", None)
     ready = model_for_weights(weights, args.config, args.opts)
     cfg, model = ready.cfg, ready.model
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     check_precision(device, args.precision)
     infer = args.what == "infer"
     size = _size(args, cfg.test.img_size if infer else cfg.data.img_size)
@@ -93,6 +84,10 @@ def bench_model(args: argparse.Namespace) -> dict:
                 "compile": args.compile, "warmup": args.warmup, "iters": args.iters, "weights": weights}
     options = dict(device=device, size=size, batch=batch, precision=args.precision, warmup=args.warmup,
                    iters=args.iters, channels_last=args.channels_last, compile_model=args.compile)
+    if infer:
+        settings["graphed"] = options["graphed"] = args.graphed
+        if args.graphed:
+            settings["pre_nms_topk"] = options["pre_nms_topk"] = args.pre_nms_topk
     record = (benchmark_inference if infer else benchmark_training)(model, cfg, **options)
     env = environment(device)
     m, r = record["model"], record["results"]
@@ -104,26 +99,38 @@ def bench_model(args: argparse.Namespace) -> dict:
                      f"compile={args.compile}, warmup {args.warmup}, iters {args.iters}"),
     ]
     if infer:
-        lat, thr, det = r["latency_ms"], r["throughput"], r["detections"]
+        lat, thr, det, syncs = r["latency_ms"], r["throughput"], r["detections"], r["host_syncs"]
         rows += [
             ("GFLOPs", f"{m['gflops']:.2f} at {size[0]}x{size[1]}"),
             ("forward @1", _ms(lat["forward"])),
-            ("+ postprocess @1", _ms(lat["forward_postprocess"])),
-            ("end to end @1", _ms(lat["end_to_end"]) + ", from a 640x480 uint8 picture"),
-            ("first call", f"{lat['forward']['first_call_s']:.2f} s"),
+            ("+ postprocess @1", _ms(lat["forward_postprocess"]) + f", {_syncs(syncs['forward_postprocess'])}"),
+            ("end to end @1", _ms(lat["end_to_end"]) + f", from a 640x480 uint8 picture, "
+                                                      f"{_syncs(syncs['end_to_end'])}"),
+        ]
+        if args.graphed:
+            rows += [
+                ("graphed @1", _ms(lat["graphed"]) + f", forward + decode + NMS (top {args.pre_nms_topk}) + copy "
+                                                    f"to host, {_syncs(syncs['graphed'])}"),
+                ("graphed end to end @1", _ms(lat["end_to_end_graphed"]) + f", {_syncs(syncs['end_to_end_graphed'])}"),
+                ("graphed compile", f"{r['compile_s']['graphed']:.1f} s" if r["compile_s"]["graphed"] is not None
+                 else "not compiled (fallback: see the warning)"),
+            ]
+        rows += [
+            ("first call", f"{lat['forward']['first_call_s']:.2f} s" + (" (compile)" if args.compile else "")),
             (f"throughput @{batch}", f"{thr['images_per_s']:.1f} images/s (forward, {_ms(thr['batch_ms'])} per batch)"),
             ("peak memory", f"{_memory(r['peak_memory_mb']['batch_1'])} @1, "
-                            f"{_memory(r['peak_memory_mb'][f'batch_{batch}'])} @{batch}"),
+                            f"{_memory(r['peak_memory_mb'][f'batch_{batch}'])} @{batch}; {_rss(r['peak_rss_mb'])}"),
             ("detections", f"{det['candidates']} candidates above {det['conf_thresh']}, {det['kept']} kept"
                            + ("" if weights else " (random weights: pass --weights for a realistic NMS load)")),
         ]
     else:
         rows += [
             (f"train step @{batch}", _ms(r["step_ms"])),
-            ("throughput", f"{r['images_per_s']:.1f} images/s (forward + loss + backward + SGD step, synthetic data, "
-                           f"{r['boxes_per_image']} boxes/image)"),
-            ("first call", f"{r['step_ms']['first_call_s']:.2f} s"),
-            ("peak memory", _memory(r["peak_memory_mb"])),
+            ("throughput", f"{r['images_per_s']:.1f} images/s (forward, loss, finite check, backward, SGD, EMA; "
+                           f"synthetic data, {r['boxes_per_image']} boxes/image)"),
+            ("first call", f"{r['step_ms']['first_call_s']:.2f} s" + (" (compile)" if args.compile else "")),
+            ("host syncs", f"{r['host_syncs_per_step']['total']} per step ({r['host_syncs_per_step']['by_op']})"),
+            ("peak memory", f"{_memory(r['peak_memory_mb'])}; {_rss(r['peak_rss_mb'])}"),
             ("last loss", f"{r['last_loss']['total']:.3f}" + ("" if r["loss_finite"] else " (NOT FINITE)")),
         ]
     print(format_table(f"{args.what} benchmark: {args.config or weights}", rows))
@@ -139,7 +146,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser, warmup: int, iters: int) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
-    parser.add_argument("--size", type=int, nargs="+", metavar="S", help="input size S or H W (multiples of 32)")
+    add_size_argument(parser, "the config's")
     parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls after the first one")
@@ -157,6 +164,10 @@ def main(argv=None) -> int:
     _add_common(infer)
     _add_model_options(infer, warmup=10, iters=50)
     infer.add_argument("--weights", help="checkpoint to load (realistic detection counts for the NMS timing)")
+    infer.add_argument("--graphed", action="store_true", help="also batch 1 as one CUDA graph (CPU: one compiled "
+                       "function) with the fixed-shape NMS; its first call compiles")
+    infer.add_argument("--pre-nms-topk", type=int, default=DEFAULT_PRE_NMS_TOPK, metavar="K",
+                       help=f"--graphed: candidates its NMS considers, K×K work (default {DEFAULT_PRE_NMS_TOPK})")
     train = sub.add_parser("train", help="training-step throughput")
     _add_common(train)
     _add_model_options(train, warmup=5, iters=20)

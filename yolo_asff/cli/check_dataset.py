@@ -10,21 +10,20 @@ distribution per class. Exit status 0 when training can use the data, 1 when a s
 """
 from __future__ import annotations
 
-import argparse
-
+from typing import List
 
 from .. import load_config
 from ..data.check import box_size_table, check_dataset
-from ..utils.cli import tool_main
+from ..utils.cli import add_config_arguments, tool_main, tool_parser
 from ..utils.logging import setup_logging
 
 
 @tool_main
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="config YAML (its data section)")
+def main(argv: List[str]) -> int:
+    parser = tool_parser(__doc__)
+    add_config_arguments(parser, "config YAML or shipped config name (its data section)", "data.root=/data/mine",
+                         required=True)
     parser.add_argument("--split", choices=("train", "val"), help="check one split (default: both)")
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/mine")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.opts)
     setup_logging()

@@ -8,23 +8,22 @@ sizes and file names, is fixed in the output too); pictures are hard-linked (``-
 """
 from __future__ import annotations
 
-import argparse
-
+from typing import List
 
 from .. import load_config
 from ..data.convert import FORMATS, convert_dataset
-from ..utils.cli import tool_main
+from ..utils.cli import add_config_arguments, tool_main, tool_parser
 from ..utils.logging import setup_logging
 
 
 @tool_main
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="config whose data section describes the dataset")
+def main(argv: List[str]) -> int:
+    parser = tool_parser(__doc__)
+    add_config_arguments(parser, "config whose data section describes the dataset", "data.root=/data/mine",
+                         required=True)
     parser.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
     parser.add_argument("--copy", action="store_true", help="copy the pictures instead of hard-linking them")
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.root=/data/mine")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.opts)
     setup_logging()

@@ -13,13 +13,11 @@ The library function is :func:`yolo_asff.io.official.convert_official_checkpoint
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import List, Optional
-
+from typing import List
 
 from ..io.official import convert_official_checkpoint
-from ..utils.cli import UserError, tool_main
+from ..utils.cli import UserError, tool_main, tool_parser
 
 
 def convert(src: Path, dst: Path, force: bool = False) -> int:
@@ -39,8 +37,8 @@ def convert(src: Path, dst: Path, force: bool = False) -> int:
 
 
 @tool_main
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: List[str]) -> int:
+    parser = tool_parser(__doc__.split("\n\n")[0])
     parser.add_argument("src", metavar="IN", type=Path, help="official ASFF checkpoint (.pth)")
     parser.add_argument("dst", metavar="OUT", type=Path, help="yolo-asff checkpoint to write (.pth)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT")

@@ -15,16 +15,15 @@ training starts. Definitions: :mod:`yolo_asff.data.anchors`.
 """
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
+from typing import List
 
 from .. import load_config
 from ..config import Config
 from ..data.anchors import GOOD_RECALL, AnchorFit, AnchorStats, anchors_yaml
 from ..data.build import load_split
 from ..engine.anchors import anchor_source, fit_for_config, level_strides, one_anchor_note
-from ..utils.cli import UserError, tool_main
+from ..utils.cli import UserError, add_config_arguments, tool_main, tool_parser
 from ..utils.files import atomic_write, check_writable, write_json
 from ..utils.logging import setup_logging
 
@@ -58,11 +57,10 @@ def report(fit: AnchorFit, cfg: Config) -> str:
 
 
 @tool_main
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="config YAML or shipped config name (its data and model)")
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides, e.g. data.img_size=416")
+def main(argv: List[str]) -> int:
+    parser = tool_parser(__doc__)
+    add_config_arguments(parser, "config YAML or shipped config name (its data and model)", "data.img_size=416",
+                         required=True)
     parser.add_argument("--seed", type=int, help="random seed (default: the config's runtime.seed)")
     parser.add_argument("--generations", type=int, default=1000, help="evolution steps after k-means (0: none)")
     parser.add_argument("--sample", type=int, default=50_000, help="most boxes the fit looks at (figures use all)")

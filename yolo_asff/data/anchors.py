@@ -41,8 +41,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..utils.sizes import parse_size
 from .records import DatasetError, ImageRecord
-from .transforms import fit_into, size_pair
+from .transforms import fit_into
 
 __all__ = [
     "DEFAULT_RECALL_IOU", "GOOD_RECALL", "AnchorFit", "AnchorStats", "BoxShapes", "anchor_stats", "anchors_yaml",
@@ -86,7 +87,7 @@ def box_shapes(
             (``data.aug.min_box_size``: the training transform drops them).
         use_ignored: count crowd / difficult boxes too (``data.use_difficult``), as training does.
     """
-    size = size_pair(img_size, "data.img_size")
+    size = parse_size(img_size, "data.img_size")
     scale_of = {}  # picture (width, height) -> (sx, sy): datasets repeat a few picture sizes
     parts, scales, counts = [np.zeros((0, 4), np.float32)], [(1.0, 1.0)], [0]
     for record in records:

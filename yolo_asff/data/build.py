@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..config import Config
+from ..utils.sizes import parse_size
 from .coco import load_coco, read_coco_categories
 from .dataset import DetectionDataset, collate, worker_init
 from .records import Annotations, DatasetError
@@ -149,8 +150,7 @@ def build_dataset(cfg: Config, split: str = "train", annotations: Optional[Annot
     if split == "train":
         transform = TrainTransform(d.aug, d.letterbox, seed=cfg.runtime.seed)
     else:
-        size = cfg.test.img_size
-        transform = EvalTransform((size, size) if isinstance(size, int) else tuple(size), d.letterbox)
+        transform = EvalTransform(parse_size(cfg.test.img_size, "test.img_size"), d.letterbox)
     dataset = DetectionDataset(ann.records, names, transform, d.use_difficult, cfg.train.mixup_prob, ann.category_ids,
                                annotations=ann)
     dataset.reseed(cfg.runtime.seed)

@@ -210,8 +210,9 @@ def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[
 
     Returns a dict with ``images`` ``(B, 3, H, W)`` float32, RGB, ``(x / 255 − mean) / std``;
     ``targets`` ``(M, 7)`` float32 rows ``[batch index, class, x1, y1, x2, y2, weight]``
-    in input pixels; ``image_ids``, ``infos`` and ``readable`` (evaluation: False for a picture that
-    could not be read) lists.
+    in input pixels; ``max_boxes``, the most boxes of one image (an int, counted here on the host so
+    that the loss need not read it back from the device); ``image_ids``, ``infos`` and ``readable``
+    (evaluation: False for a picture that could not be read) lists.
     """
     images = normalize_images(torch.from_numpy(np.stack([s["image"] for s in samples])), mean, std)
     rows = [
@@ -220,5 +221,6 @@ def collate(samples: List[Dict[str, Any]], mean: Sequence[float], std: Sequence[
         for i, s in enumerate(samples)
     ]
     targets = torch.from_numpy(np.concatenate(rows).astype(np.float32)) if rows else torch.zeros(0, 7)
-    return {"images": images, "targets": targets.reshape(-1, 7), "image_ids": [s["image_id"] for s in samples],
+    return {"images": images, "targets": targets.reshape(-1, 7), "max_boxes": max((len(r) for r in rows), default=0),
+            "image_ids": [s["image_id"] for s in samples],
             "infos": [s["info"] for s in samples], "readable": [s.get("readable", True) for s in samples]}

@@ -19,6 +19,8 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..utils.sizes import parse_size
+
 __all__ = ["EpochOrder", "SampleRequest", "MultiScaleBatchSampler", "size_choices"]
 
 Size = Tuple[int, int]
@@ -38,10 +40,6 @@ class SampleRequest(NamedTuple):
     mixup: bool
     seed: Optional[int] = None
     mosaic: bool = False
-
-
-def _hw(size: Union[int, Sequence[int]]) -> Size:
-    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def size_choices(lo: int, hi: int, step: int = 32) -> List[Size]:
@@ -123,7 +121,7 @@ class MultiScaleBatchSampler(Sampler[List[SampleRequest]]):
         self.sampler = sampler
         self.batch_size = batch_size
         self.epochs = epochs
-        self.base_size = _hw(base_size)
+        self.base_size = parse_size(base_size, "data.img_size")
         self.sizes = size_choices(*size_range) if size_range else [self.base_size]
         self.interval = max(1, interval)
         self.fixed_size_epochs = fixed_size_epochs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -18,9 +18,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 
 from ..config import AugConfig  # noqa: E402
-from ..errors import InvalidInputError  # noqa: E402
 
-__all__ = ["size_pair", "fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform",
+__all__ = ["fit_into", "LetterboxInfo", "letterbox", "unletterbox_boxes", "TrainTransform", "EvalTransform",
            "box_iou_np", "large_enough"]
 
 # ImageNet mean in BGR pixels: padding with it becomes 0 after normalisation.
@@ -53,15 +52,6 @@ def large_enough(boxes: np.ndarray, min_size: float) -> np.ndarray:
     """The ``(N,)`` mask of xyxy boxes ``(N, 4)`` kept by the augmentation's size rule: both sides longer
     than ``min_size`` pixels (``data.aug.min_box_size``); slivers left by clipping teach nothing."""
     return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
-
-
-def size_pair(size: Union[int, Sequence[int]], name: str = "img_size") -> Tuple[int, int]:
-    """``(h, w)`` from an int or an ``(h, w)`` pair; a ValueError naming ``name`` unless both are positive
-    multiples of 32 (the network's total stride)."""
-    h, w = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise InvalidInputError(f"{name} must be positive multiples of 32 (an int or (h, w)), got {size}")
-    return h, w
 
 
 def fit_into(src_w: float, src_h: float, size: Tuple[int, int], keep_ratio: bool = True):

@@ -13,6 +13,9 @@ What it writes, and the rules it keeps:
 - ``save_txt`` writes YOLO txt labels with the score (``class cx cy w h score``, normalised) under
   ``OUT/labels/``; ``save_json`` writes all detections in the COCO results format to
   ``OUT/detections.json`` (``image_id``: the picture's path under the input, or the frame index).
+
+:func:`run_demo` is the whole job (``yolo-asff demo``): the weights and their config, the predictor, the
+output folder, the picture or video loop, and the lines it prints.
 """
 from __future__ import annotations
 
@@ -23,26 +26,32 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..config import Config
+from ..data.build import dataset_class_names
 from ..data.images import IMAGE_EXTENSIONS, is_image_name
+from ..data.records import DatasetError
 from ..data.yolo import label_lines
 from ..errors import InvalidInputError, OutputError
-from ..utils.files import atomic_write, make_dir
+from ..utils.device import resolve_device
+from ..utils.files import atomic_write, check_writable, make_dir, numbered_folder
 from ..utils.fusion_maps import fusion_figure
 from ..utils.logging import get_logger
+from ..utils.sizes import Size, parse_size
 from ..utils.visualize import draw_boxes
+from .loading import LoadedModel, model_for_weights
 from .postprocess import Detections
 from .predictor import Predictor, read_image
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "DemoOutputs", "OutputNamer", "Source", "Summary", "read_frames", "resolve_source", "run_images",
-    "run_video", "video_writer",
+    "VIDEO_EXTENSIONS", "DemoOutputs", "OutputNamer", "Source", "Summary", "class_names_for", "load_predictor",
+    "output_folder", "read_frames", "resolve_source", "run_demo", "run_images", "run_video", "video_writer",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm")
@@ -363,3 +372,158 @@ def run_video(predictor: Predictor, source: Source, outputs: DemoOutputs, max_fr
         if writer is not None:
             writer.release()
     return summary, path, fps
+
+
+# ----------------------------------------------------------------------------- the whole job
+
+
+def class_names_for(cfg: Config) -> Tuple[List[str], Optional[str]]:
+    """The model's class names from the config's dataset, and a note when they had to be made up.
+
+    ``data.class_names``, else the dataset's own (COCO categories, the YOLO data YAML's names,
+    the built-in or VOC class list); ``class N`` when none fits ``model.num_classes``.
+    """
+    count = cfg.model.num_classes
+    try:
+        names, where = dataset_class_names(cfg), "the dataset of the config"
+    except DatasetError as exc:
+        names, where = None, f"the dataset of the config ({exc})"
+    if names is not None and len(names) == count:
+        return names, None
+    found = f"{len(names)} names in {where}" if names is not None else f"no class names in {where}"
+    return [f"class {i}" for i in range(count)], (
+        f"{found} for model.num_classes={count}; labels show 'class N' (set data.class_names to name them)")
+
+
+def _say_what_was_loaded(ready: LoadedModel, weights: Optional[str]) -> None:
+    if ready.weights is None:
+        print("WARNING: no --weights given: the model has RANDOM initial weights and its detections mean\n"
+              "WARNING: nothing. Use this only as a smoke test; pass --weights CHECKPOINT.pth or FILE.weights.",
+              file=sys.stderr)
+    elif ready.weights.source == "darknet":
+        print(f"weights: {weights}: {ready.weights.darknet_layers} Darknet layers loaded")
+    else:
+        print(f"weights: {weights} ({ready.weights.source}): {ready.weights.report.summary()}")
+    for note in ready.notes:
+        print(f"note: {note}")
+
+
+def load_predictor(
+    weights: Optional[str], config: Optional[str] = None, opts: Sequence[str] = (), *, size: Optional[Size] = None,
+    conf: Optional[float] = None, nms: Optional[float] = None, device: Optional[str] = None, half: bool = False,
+    graphed: bool = False,
+) -> Tuple[Predictor, LoadedModel, List[str]]:
+    """The model of ``weights`` (random weights when None: a smoke test) on its device in a :class:`Predictor`;
+    the loaded model with its config, and one class name per class. Prints what was loaded.
+
+    ``size``, ``conf``, ``nms`` and ``device`` replace ``test.img_size``, ``test.show_thresh``,
+    ``test.nms_thresh`` and ``runtime.device`` when given; ``half`` on a machine without CUDA warns and
+    runs float32. ``graphed``: see :class:`Predictor`.
+
+    Raises:
+        ConfigError, CheckpointError: see :func:`~yolo_asff.engine.loading.model_for_weights`.
+        InvalidInputError: a size or device that cannot be used.
+    """
+    ready = model_for_weights(weights, config, opts)
+    cfg = ready.cfg
+    _say_what_was_loaded(ready, weights)
+    where = resolve_device(device or cfg.runtime.device, "--device" if device else "runtime.device")
+    if half and where.type != "cuda":
+        print(f"warning: --half needs a CUDA device; running fp32 on {where}", file=sys.stderr)
+        half = False
+    overrides: Dict[str, Any] = dict(device=where, half=half, graphed=graphed)
+    for key, value in (("conf_thresh", conf), ("nms_thresh", nms)):
+        if value is not None:
+            overrides[key] = value
+    if size is not None:
+        overrides["img_size"] = parse_size(size, "--size")
+    predictor = Predictor.from_config(cfg, ready.model, **overrides)
+    names = ready.class_names
+    if names is None or len(names) != cfg.model.num_classes:
+        names, note = class_names_for(cfg)
+        if note:
+            print(f"note: {note}")
+    return predictor, ready, names
+
+
+def output_folder(out: Path, source: Source) -> Path:
+    """``out``, or a numbered ``out-N`` when it already holds files; never the folder of the source pictures.
+
+    Raises:
+        OutputError: ``out`` is where the source pictures are (they would be overwritten).
+    """
+    if source.kind == "images" and any(p.parent.resolve() == out.resolve() for p in source.paths):
+        raise OutputError(f"--out {out} is where the source images are: they would be overwritten; "
+                          "choose another --out")
+    free = numbered_folder(out)
+    if free != out:
+        print(f"note: {out} already holds files: writing to {free}")
+    return make_dir(free)
+
+
+def _print_summary(summary: Summary, unit: str, out: Path, outputs: DemoOutputs) -> None:
+    if summary.fusion_written:
+        print(f"fusion maps: {summary.fusion_written} in {out} (*_fusion.jpg)")
+    if outputs.save_txt:
+        print(f"labels: {out / 'labels'} (YOLO txt with scores)")
+    written = outputs.finish()
+    if written is not None:
+        print(f"detections: {written} ({len(outputs.results)}, COCO results format)")
+    skipped = f", skipped {len(summary.skipped)}" if summary.skipped else ", skipped 0"
+    if summary.skipped:
+        skipped += f" ({', '.join(summary.skipped[:5])}{', ...' if len(summary.skipped) > 5 else ''})"
+    print(f"summary: {summary.items} {unit}, {summary.detections} detections{skipped}")
+
+
+def run_demo(
+    source: str, out: Union[str, os.PathLike] = "runs/demo", weights: Optional[str] = None,
+    config: Optional[str] = None, opts: Sequence[str] = (), *, size: Optional[Size] = None,
+    conf: Optional[float] = None, nms: Optional[float] = None, device: Optional[str] = None, half: bool = False,
+    fusion_maps: bool = False, fusion_every: int = 30, max_frames: int = 0, save_txt: bool = False,
+    save_json: bool = False, codec: str = "auto", graphed: bool = False,
+) -> Summary:
+    """``yolo-asff demo``: detect objects in ``source`` and write annotated copies under ``out``.
+
+    ``source``: a picture, a folder (with its sub-folders), a glob, a video file or a webcam index
+    (:func:`resolve_source`). ``weights``, ``config``, ``opts``: as :func:`load_predictor` takes them, with
+    ``size``, ``conf``, ``nms``, ``device``, ``half`` and ``graphed``. ``fusion_maps``: also the ASFF weight maps
+    (every ``fusion_every``-th frame of a video); ``max_frames``: stop a video after so many (0: all);
+    ``save_txt``, ``save_json``, ``codec``: see the module docstring and :func:`video_writer`. Prints the
+    model line, where the outputs went and a summary; returns the summary.
+
+    Raises:
+        InvalidInputError: a source that is missing, of an unknown kind, or of which nothing could be read.
+        OutputError: an ``out`` that cannot be written, or where nothing could be written.
+        ConfigError, CheckpointError: the weights or config (see :func:`load_predictor`).
+    """
+    if fusion_every < 1:
+        raise InvalidInputError(f"--fusion-every must be at least 1, got {fusion_every}")
+    found = resolve_source(source)
+    check_writable(out, "--out folder", folder=True)
+    predictor, ready, names = load_predictor(weights, config, opts, size=size, conf=conf, nms=nms, device=device,
+                                             half=half, graphed=graphed)
+    cfg = ready.cfg
+    if fusion_maps and getattr(ready.model, "fusion", None) is None:
+        print(f"note: {cfg.model.arch} (model.fusion={cfg.model.fusion}) has no ASFF fusion: no fusion maps written")
+        fusion_maps = False
+    folder = output_folder(Path(out), found)
+    shown = "x".join(map(str, predictor.input_size[::-1]))
+    print(f"model: {cfg.model.arch}, {cfg.model.num_classes} classes, input {shown}, "
+          f"{'letterbox' if predictor.keep_ratio else 'stretch'}, {predictor.device}, "
+          f"{'fp16' if predictor.half else 'fp32'}, conf {predictor.conf_thresh}, nms {predictor.nms_thresh}")
+    outputs = DemoOutputs(folder, names, fusion_maps, fusion_every, save_txt, save_json, ready.category_ids)
+    if found.kind == "images":
+        summary = run_images(predictor, found, outputs)
+        if not summary.items:
+            raise InvalidInputError(f"none of the {len(found.paths)} images could be read")
+        if not summary.written:
+            raise OutputError(f"none of the {summary.items} annotated images could be written to {folder} (disk "
+                              "full? permissions?)")
+        print(f"annotated images: {summary.written} in {folder}")
+    else:
+        summary, path, fps = run_video(predictor, found, outputs, max_frames, codec)
+        if not summary.items:
+            raise InvalidInputError(f"no frame of {source} could be read")
+        print(f"annotated video: {path} ({summary.written} frames read and written, {fps:g} fps)")
+    _print_summary(summary, "images" if found.kind == "images" else "frames", folder, outputs)
+    return summary

@@ -12,7 +12,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-from ..errors import InvalidInputError
+from ..utils.device import resolve_device
 
 __all__ = [
     "init_distributed", "is_distributed", "get_rank", "get_world_size", "is_main_process",
@@ -39,20 +39,16 @@ def is_main_process() -> bool:
 def init_distributed(device: str = "auto") -> torch.device:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); return this process's device.
 
-    ``device`` is the config's ``runtime.device``: ``auto`` takes this process's GPU
-    (``LOCAL_RANK``) when CUDA is present, else the CPU.
+    ``device`` is the config's ``runtime.device``, read by :func:`~yolo_asff.utils.device.resolve_device`:
+    ``auto`` and ``cuda`` take this process's GPU (``LOCAL_RANK``) when CUDA is present (``auto``: else the
+    CPU); ``cuda:N`` takes GPU N on one process, and is overridden by ``LOCAL_RANK`` under torchrun.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise InvalidInputError(f"runtime.device is '{device}' but no CUDA GPU is available; use runtime.device=cpu")
-    if use_cuda:
-        index = local_rank if (device in ("auto", "cuda") or world > 1) else int(device.split(":")[1])
-        torch.cuda.set_device(index)
-        dev = torch.device("cuda", index)
-    else:
-        dev = torch.device("cpu")
+    dev = resolve_device(device, "runtime.device")
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if dev.index is None or world > 1 else dev.index)
+        torch.cuda.set_device(dev)
     if world > 1 and not is_distributed():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(minutes=30), device_id=dev if dev.type == "cuda" else None)

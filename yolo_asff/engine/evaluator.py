@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..config import Config
 from ..data import DetectionDataset, ImageRecord, build_dataloader, build_dataset
 from ..data.transforms import unletterbox_boxes
+from ..utils.device import fp16_autocast
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
 from .checkpoint import unwrap_model
@@ -41,8 +42,8 @@ from .voc_eval import VocMetrics, voc_evaluate
 
 __all__ = [
     "METRIC_KEYS", "Evaluator", "ValidationLoss", "coco_gt_from_records", "coco_results", "detections_to_coco",
-    "format_per_class", "format_per_class_table", "format_report", "load_coco_gt", "score_coco", "score_voc",
-    "with_source_ids", "write_coco_results",
+    "format_per_class", "format_per_class_table", "format_report", "load_coco_gt", "metrics_json", "score_coco",
+    "score_voc", "with_source_ids", "write_coco_results",
 ]
 
 # The 12 numbers of COCOeval.summarize(), in its order.
@@ -303,6 +304,16 @@ def format_report(metrics: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def metrics_json(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
+    """What ``yolo-asff eval --json`` writes: the numbers of :meth:`Evaluator.evaluate` worth keeping (no text
+    tables, no curves), plus ``extra`` (what was evaluated). Fractions 0-1; NaN becomes null when written
+    (:func:`~yolo_asff.utils.files.write_json`)."""
+    keep = [*METRIC_KEYS, "per_class", "per_class_AP50", "num_images", "num_detections", "metric", "coco_backend",
+            "voc", "testdev", "dets_path", "best_f1_conf", "precision", "recall", "F1", "per_class_table",
+            "confusion_matrix"]
+    return {**{k: metrics[k] for k in keep if k in metrics}, **extra}
+
+
 # ----------------------------------------------------------------------------- validation loss
 
 
@@ -322,11 +333,13 @@ class ValidationLoss:
         self.sums: Dict[str, Any] = {}  # tensors on the model's device: no host sync per batch
         self.images = 0
 
-    def add(self, raw: Any, targets: torch.Tensor, image_size: Tuple[int, int], batch_size: int) -> None:
-        """One batch: ``raw`` the head's outputs, ``targets`` ``(M, 7)`` (see the class docstring)."""
+    def add(self, raw: Any, targets: torch.Tensor, image_size: Tuple[int, int], batch_size: int,
+            max_boxes: Optional[int] = None) -> None:
+        """One batch: ``raw`` the head's outputs, ``targets`` ``(M, 7)`` (see the class docstring), ``max_boxes``
+        an upper bound on one image's boxes (the collate's; the loss counts them itself without it)."""
         device_type = targets.device.type
         with torch.autocast(device_type, enabled=False):  # as in training: the loss runs in float32
-            _, terms = self.loss_fn(raw, targets, image_size)
+            _, terms = self.loss_fn(raw, targets, image_size, max_boxes)
         for name, value in terms.items():
             self.sums[name] = self.sums.get(name, 0.0) + value.detach().float() * batch_size
         self.images += batch_size
@@ -426,8 +439,7 @@ class Evaluator:
         raw: List[Any] = []
         hook = head.register_forward_hook(lambda module, inputs, output: raw.append(output)) if head else None
         device = next(model.parameters()).device
-        amp = half and device.type == "cuda"
-        if half and not amp:
+        if half and device.type != "cuda":
             self.log.warning("half precision needs a GPU; evaluating in float32 on %s", device)
         t = self.cfg.test
         show = progress and sys.stderr.isatty() and is_main_process()
@@ -435,14 +447,15 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.no_grad(), fp16_autocast(device, half):
                 for batch in tqdm(self.loader, desc="eval", unit="batch", disable=not show, leave=False):
                     images = batch["images"].to(device, non_blocking=True)
                     raw.clear()
                     decoded = model(images)
                     if hook is not None and raw and all(batch["readable"]):
                         targets = batch["targets"][torch.from_numpy(self._counted_targets(batch["image_ids"]))]
-                        loss.add(raw[-1], targets.to(device), tuple(images.shape[-2:]), len(images))
+                        loss.add(raw[-1], targets.to(device), tuple(images.shape[-2:]), len(images),
+                                 batch.get("max_boxes"))
                     dets = postprocess(decoded, t.conf_thresh, t.nms_thresh, t.max_det)
                     rows = torch.cat([torch.cat([d.boxes, d.scores[:, None], d.labels[:, None].float()], 1)
                                       for d in dets]).cpu().numpy()  # one device→host copy per batch

@@ -1,8 +1,14 @@
 """ONNX export of a detector with its box decoding, optionally with NMS in the graph.
 
-Two layouts, both taking ``images`` ``(B, 3, H, W)`` float32 (float16 with ``half``),
-pre-processed exactly as for the PyTorch model: RGB, ``(x / 255 − mean) / std``,
-letterboxed to H×W (multiples of 32).
+Two layouts, both taking ``images`` ``(B, 3, H, W)`` float32, pre-processed exactly as for the
+PyTorch model: RGB, ``(x / 255 − mean) / std``, letterboxed to H×W (multiples of 32).
+
+**Precision.** The file's precision is that of its weights and input: float32, or with ``half``
+float16 weights and a float16 ``images`` input (for GPU runtimes), outputs float32 either way; the
+metadata's ``precision`` key says which. The float16 weights are made on a copy: the model given is
+never converted (nor moved). Unlike the PyTorch predictor and evaluator, whose ``half`` is float16
+autocast (:func:`~yolo_asff.utils.device.fp16_autocast`), an ONNX graph has no autocast: its
+tensors have one type each.
 
 - without NMS: ``predictions`` ``(B, N, 5 + C)``, the model's eval output: ``x1, y1, x2, y2``
   in input pixels, objectness, class probabilities (float32);
@@ -26,6 +32,7 @@ onnxruntime runs ``DeformConv`` on CPU from version 1.25 on; with an older one
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import warnings
@@ -39,8 +46,12 @@ from torch import Tensor, nn
 from torch.onnx.symbolic_helper import parse_args
 from torchvision.ops import DeformConv2d, nms
 
+from ..config import TestConfig
 from ..errors import YoloAsffError
-from ..utils.files import atomic_write
+from ..utils.device import resolve_device
+from ..utils.files import atomic_write, check_writable
+from ..utils.sizes import Size, parse_size
+from .loading import model_for_weights
 from .postprocess import postprocess
 
 __all__ = [
@@ -56,6 +67,7 @@ __all__ = [
     "uses_deform_conv",
     "resolve_opset",
     "export_onnx",
+    "export_weights",
     "check_onnx",
     "onnx_metadata",
     "onnx_output_names",
@@ -95,7 +107,8 @@ class DetectorWithNms(nn.Module):
     differently from :func:`~yolo_asff.engine.postprocess.postprocess`.
     """
 
-    def __init__(self, model: nn.Module, conf_thresh: float = 0.25, nms_thresh: float = 0.65, max_det: int = 100):
+    def __init__(self, model: nn.Module, conf_thresh: float = TestConfig.show_thresh,
+                 nms_thresh: float = TestConfig.nms_thresh, max_det: int = TestConfig.max_det):
         super().__init__()
         self.model = model
         self.conf_thresh = float(conf_thresh)
@@ -192,12 +205,6 @@ def _deform_conv_symbolic(enabled: bool) -> Iterator[None]:
         torch.onnx.unregister_custom_op_symbolic("torchvision::deform_conv2d", DEFORM_CONV_OPSET)
 
 
-def _check_size(size: Sequence[int]) -> Tuple[int, int]:
-    if len(size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in size):
-        raise ExportError(f"input size must be positive multiples of 32 (height, width), got {tuple(size)}")
-    return int(size[0]), int(size[1])
-
-
 def export_onnx(
     model: nn.Module,
     path: PathLike,
@@ -207,9 +214,9 @@ def export_onnx(
     dynamic_batch: bool = False,
     dynamic_size: bool = False,
     with_nms: bool = False,
-    conf_thresh: float = 0.25,
-    nms_thresh: float = 0.65,
-    max_det: int = 100,
+    conf_thresh: float = TestConfig.show_thresh,
+    nms_thresh: float = TestConfig.nms_thresh,
+    max_det: int = TestConfig.max_det,
     half: bool = False,
     opset: Optional[int] = None,
     device: Union[str, torch.device] = "cpu",
@@ -218,13 +225,16 @@ def export_onnx(
     """Export ``model`` (a :class:`~yolo_asff.models.YoloDetector`) to ONNX with its decoding.
 
     Args:
-        model: the detector; exported in eval mode on ``device`` (it is moved there and left so).
+        model: the detector; a copy of it is exported, in eval mode on ``device`` (``model`` itself is
+            left as it was: device, dtype and mode).
         path: the ``.onnx`` file to write (its folder is created).
-        size: ``(height, width)`` of the example input, multiples of 32.
+        size: the example input's size, an int or ``(height, width)``, multiples of 32.
         batch: batch size of the example input (the fixed batch unless ``dynamic_batch``).
         dynamic_batch, dynamic_size: make the batch / height and width dynamic axes.
-        with_nms: append :class:`DetectorWithNms` (thresholds and ``max_det`` are fixed in the graph).
-        half: float16 weights and input (outputs stay float32); meant for GPU runtimes.
+        with_nms: append :class:`DetectorWithNms` (thresholds and ``max_det`` are fixed in the graph;
+            the defaults are the config's ``test.show_thresh``, ``test.nms_thresh``, ``test.max_det``).
+        half: the file's precision: float16 weights and input (outputs stay float32), for GPU
+            runtimes; the weights are converted on the copy.
         opset: ONNX opset, 17 to 19; default :data:`DEFAULT_OPSET`, or 19 for a model with
             deformable convolutions (guided-anchor head), whose ``DeformConv`` needs 19
             (a lower one raises :class:`ExportError`). :func:`resolve_opset` tells which.
@@ -234,7 +244,7 @@ def export_onnx(
     Returns:
         the path written.
     """
-    h, w = _check_size(size)
+    h, w = parse_size(size, "size")
     opset = resolve_opset(model, opset)
     if metadata:
         try:  # before the file is written: never a file without the metadata asked for
@@ -243,11 +253,9 @@ def export_onnx(
             raise ExportError(f"writing the metadata needs the onnx package: {INSTALL_HINT}") from exc
     if batch < 1:
         raise ExportError(f"batch must be at least 1, got {batch}")
-    device = torch.device(device)
-    model = model.eval().to(device)
+    device = resolve_device(device)
     dtype = torch.float16 if half else torch.float32
-    if half:
-        model = model.half()
+    model = copy.deepcopy(model).to(device, dtype).eval()
     module = DetectorWithNms(model, conf_thresh, nms_thresh, max_det).eval() if with_nms else model
     images = torch.zeros(batch, 3, h, w, device=device, dtype=dtype)
     outputs = onnx_output_names(with_nms)
@@ -300,13 +308,14 @@ def _store_metadata(path: Path, metadata: Mapping[str, str]) -> None:
     atomic_write(path, lambda f: f.write(graph.SerializeToString()))
 
 
-def onnx_metadata(cfg: Any, class_names: Sequence[str], size: Sequence[int], with_nms: bool) -> Dict[str, str]:
+def onnx_metadata(cfg: Any, class_names: Sequence[str], size: Sequence[int], with_nms: bool,
+                  half: bool = False) -> Dict[str, str]:
     """What a runtime needs to use an exported detector, as ONNX ``metadata_props`` (text; lists in JSON).
 
     Keys: ``class_names``, ``input_size`` ``[h, w]``, ``input`` (layout, in words), ``mean`` and ``std``
     (RGB, after /255), ``letterbox`` (``true``: keep the aspect ratio, pad centred; ``false``: stretch),
-    ``pad_value_bgr`` (the padding colour, BGR 0-255), ``outputs`` (layout, in words), ``model``,
-    ``producer``.
+    ``pad_value_bgr`` (the padding colour, BGR 0-255), ``outputs`` (layout, in words), ``precision``
+    (``float16`` with ``half``: weights and input; else ``float32``), ``model``, ``producer``.
     """
     from .. import __version__
     from ..data.transforms import MEAN_BGR
@@ -317,7 +326,8 @@ def onnx_metadata(cfg: Any, class_names: Sequence[str], size: Sequence[int], wit
     m = cfg.model
     return {
         "class_names": json.dumps(list(class_names)), "input_size": json.dumps([int(v) for v in size]),
-        "input": "images (B, 3, H, W) float: RGB, (pixel / 255 - mean) / std",
+        "input": f"images (B, 3, H, W) {'float16' if half else 'float32'}: RGB, (pixel / 255 - mean) / std",
+        "precision": "float16" if half else "float32",
         "mean": json.dumps(list(cfg.data.mean)), "std": json.dumps(list(cfg.data.std)),
         "letterbox": "true" if cfg.data.letterbox else "false", "pad_value_bgr": json.dumps(list(MEAN_BGR)),
         "outputs": outputs, "model": f"{m.arch} head {m.head}, {m.num_classes} classes, width {m.width:g}",
@@ -405,9 +415,9 @@ def check_onnx(
     batch: int = 1,
     *,
     with_nms: bool = False,
-    conf_thresh: float = 0.25,
-    nms_thresh: float = 0.65,
-    max_det: int = 100,
+    conf_thresh: float = TestConfig.show_thresh,
+    nms_thresh: float = TestConfig.nms_thresh,
+    max_det: int = TestConfig.max_det,
     half: bool = False,
     seed: int = 0,
     box_tol: Optional[float] = None,
@@ -426,8 +436,9 @@ def check_onnx(
     detections must be those of :func:`~yolo_asff.engine.postprocess.postprocess` on the
     PyTorch output: the same count, each matched one-to-one to a PyTorch detection of the
     same image and label with box and score within the same tolerances (in any order among
-    equal scores), grouped by image in descending score order. float16 graphs get 100×
-    looser tolerances. ``model`` must hold the exported weights and dtype.
+    equal scores), grouped by image in descending score order. float16 graphs (``half``) get 100×
+    looser tolerances and are compared with a float16 copy of ``model``. ``model`` must hold the
+    exported weights.
 
     Raises:
         ExportError: onnxruntime is not installed.
@@ -436,7 +447,7 @@ def check_onnx(
             ``onnx.checker``'s verdict on the file.
     """
     ort = _import_onnxruntime()
-    h, w = _check_size(size if size is not None else (608, 608))
+    h, w = parse_size(size if size is not None else TestConfig.img_size, "size")
     side = max(h, w)
     tol_scale = 100.0 if half else 1.0
     box_tol = box_tol if box_tol is not None else 1e-4 * tol_scale
@@ -446,8 +457,8 @@ def check_onnx(
     session = _inference_session(ort, path)
     feed = images.numpy().astype(np.float16 if half else np.float32)
     onnx_out = session.run(None, {session.get_inputs()[0].name: feed})
+    model = (copy.deepcopy(model).half() if half else model).eval()  # the exported graph's precision
     param = next(model.parameters())
-    model = model.eval()
     with torch.no_grad():
         reference = model(torch.from_numpy(feed).to(param.device, param.dtype)).float().cpu()
     report = CheckReport(False, batch, (h, w))
@@ -511,3 +522,89 @@ def check_onnx(
         report.messages.append(f"{int(tied.sum())} detection(s) tied at the max_det cut-off (either may be kept)")
     report.ok = grouped and report.box_error <= box_tol and report.prob_error <= prob_tol
     return report
+
+
+# ----------------------------------------------------------------------------- yolo-asff export
+
+
+def _print_layout(cfg: Any, model: nn.Module, path: Path, opset: int, size: Tuple[int, int], batch: str,
+                  dynamic_size: bool, half: bool, nms: Optional[Tuple[float, float, int]]) -> None:
+    """What was written, its input and its outputs, as the export tool prints them."""
+    h, w = size
+    precision = "float16" if half else "float32"
+    print(f"wrote       {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, {precision} weights)")
+    print(f"input       images ({batch}, 3, {'H, W' if dynamic_size else f'{h}, {w}'}) {precision}: "
+          f"RGB, (x/255 - mean)/std, {'letterboxed' if cfg.data.letterbox else 'stretched (no letterbox)'}")
+    if nms is not None:
+        print(f"outputs     {', '.join(onnx_output_names(True))}: (K, 4), (K,), (K,) int64, (K,) int64; "
+              f"score > {nms[0]}, NMS IoU {nms[1]}, at most {nms[2]} per image")
+    else:
+        cells = sum((h // s) * (w // s) for s in model.strides)
+        rows = "N" if dynamic_size else str(model.head.num_anchors * cells)
+        print(f"outputs     predictions ({batch}, {rows}, {5 + cfg.model.num_classes}): x1, y1, x2, y2 (input pixels), "
+              "objectness, class probabilities")
+
+
+def export_weights(
+    out: PathLike, weights: Optional[PathLike] = None, config: Optional[str] = None, opts: Sequence[str] = (), *,
+    size: Optional[Size] = None, batch: int = 1, dynamic_batch: bool = False, dynamic_size: bool = False,
+    nms: bool = False, conf: Optional[float] = None, iou: Optional[float] = None, max_det: Optional[int] = None,
+    half: bool = False, opset: Optional[int] = None, check: bool = False,
+) -> bool:
+    """``yolo-asff export``: the model of ``weights`` (random weights when None) to the ONNX file ``out``, with the
+    metadata a runtime needs (:func:`onnx_metadata`); prints what was written.
+
+    ``size`` (default ``test.img_size``), ``batch``, ``dynamic_batch``, ``dynamic_size``, ``half`` and ``opset``
+    as in :func:`export_onnx`; ``nms``: NMS in the graph with ``conf``, ``iou`` and ``max_det`` (defaults
+    ``test.show_thresh``, ``test.nms_thresh``, ``test.max_det``). ``check``: run the file with onnxruntime and
+    compare with PyTorch at the exported size and batch (and at another batch and size where dynamic). With
+    ``half`` the export (and its check) runs on the GPU when there is one.
+
+    Returns:
+        whether every check agreed (True without ``check``).
+
+    Raises:
+        ExportError: onnxruntime missing for ``check``, a bad size, batch or opset; OnnxRuntimeUnsupportedError
+            (see :func:`check_onnx`). OutputError: ``out`` cannot be written. ConfigError, CheckpointError: see
+            :func:`~yolo_asff.engine.loading.model_for_weights`. Nothing is written when these are found first.
+    """
+    if check:
+        try:
+            _import_onnxruntime()
+        except ExportError:
+            raise ExportError(f"--check needs onnxruntime, which is not installed; install it with: {INSTALL_HINT}") \
+                from None
+    check_writable(out, "--out file")
+    if batch < 1 or (max_det is not None and max_det < 1):
+        raise ExportError("--batch and --max-det must be at least 1")
+    ready = model_for_weights(weights, config, opts)
+    cfg, model = ready.cfg, ready.model
+    h, w = parse_size(size if size is not None else cfg.test.img_size, "--size" if size is not None else
+                      "test.img_size")
+    opset = resolve_opset(model, opset)
+    if ready.weights is not None:
+        print(f"weights     {weights} ({ready.weights.source}): {ready.weights.summary()}")
+    else:
+        print("weights     none (random initialisation): pass --weights for a useful model")
+    for note in ready.notes:
+        print(f"note        {note}")
+    names = ready.class_names or [f"class {i}" for i in range(cfg.model.num_classes)]
+    device = resolve_device("auto" if half else "cpu")  # a float16 graph is traced and checked on a GPU, if any
+    thresholds = dict(conf_thresh=cfg.test.show_thresh if conf is None else conf,
+                      nms_thresh=cfg.test.nms_thresh if iou is None else iou,
+                      max_det=cfg.test.max_det if max_det is None else max_det)
+    path = export_onnx(model, out, (h, w), batch, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size,
+                       with_nms=nms, half=half, opset=opset, device=device,
+                       metadata=onnx_metadata(cfg, names, (h, w), nms, half), **thresholds)
+    _print_layout(cfg, model, path, opset, (h, w), "B" if dynamic_batch else str(batch), dynamic_size, half,
+                  tuple(thresholds.values()) if nms else None)
+    if not check:
+        return True
+    shapes = [(batch, (h, w))] + ([(batch + 1, (h, w))] if dynamic_batch else []) + (
+        [(batch, (h + 32, w + 64))] if dynamic_size else [])
+    ok = True
+    for batch_size, shape in shapes:
+        report = check_onnx(path, model.to(device), shape, batch_size, with_nms=nms, half=half, **thresholds)
+        print(f"check       {report.summary()}")
+        ok &= report.ok
+    return ok

@@ -1,6 +1,6 @@
 """Inference on pictures: letterbox, batched forward, decode, NMS, boxes back in original-image pixels.
 
-    predictor = Predictor.from_config(cfg, model, conf_thresh=0.3)
+    predictor = Predictor.from_config(cfg, model)       # thresholds: test.show_thresh, test.nms_thresh
     dets = predictor(["a.jpg", image_bgr])            # one Detections per picture, original pixels
     dets, maps = predictor(images, return_fusion=True)  # plus the ASFF weight maps, one per level
 
@@ -8,6 +8,12 @@ The pixels go in the way training batches do (:func:`~yolo_asff.data.transforms.
 then BGR→RGB, /255, ``(x − mean) / std`` by :func:`~yolo_asff.data.dataset.normalize_images`,
 as in :func:`~yolo_asff.data.dataset.collate`), and the detections come out of the one NMS
 path, :func:`~yolo_asff.engine.postprocess.postprocess`.
+
+    predictor = Predictor.from_config(cfg, model, graphed=True)  # forward + decode + NMS as one graph
+
+``graphed=True`` runs each picture (batch 1) through a
+:class:`~yolo_asff.engine.graphed.GraphedDetector`: one CUDA graph on a GPU, one compiled
+function on the CPU, the same detections.
 """
 from __future__ import annotations
 
@@ -21,13 +27,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..config import TestConfig
 from ..data.dataset import normalize_images
 from ..data.images import decode_picture
-from ..data.transforms import LetterboxInfo, letterbox, size_pair, unletterbox_boxes
+from ..data.transforms import LetterboxInfo, letterbox, unletterbox_boxes
 from ..errors import InvalidInputError, MissingFileError
-from .postprocess import Detections, postprocess
+from ..utils.device import fp16_autocast, resolve_device
+from ..utils.sizes import parse_size
+from .graphed import GraphedDetector
+from .postprocess import DEFAULT_PRE_NMS_TOPK, Detections, postprocess
 
-__all__ = ["Predictor", "read_image", "resolve_device", "ImageInput"]
+__all__ = ["Predictor", "read_image", "ImageInput"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 Size = Union[int, Sequence[int]]
@@ -51,24 +61,6 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
     return image
 
 
-def resolve_device(name: Union[str, torch.device, None]) -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device.
-
-    Raises ValueError when CUDA is asked for but not available.
-    """
-    if isinstance(name, torch.device):
-        return name
-    name = (name or "auto").strip()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device '{name}' asked for, but no CUDA GPU is available; use the CPU (device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidInputError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from exc
-
-
 def _as_bgr(image: np.ndarray, where: str) -> np.ndarray:
     """Check an in-memory picture and bring grey / BGRA ones to ``(H, W, 3)`` uint8 BGR."""
     if image.dtype != np.uint8:
@@ -87,30 +79,43 @@ class Predictor:
 
     Args:
         model: a :class:`~yolo_asff.models.detector.YoloDetector` (or anything with its eval
-            contract: ``(B, 3, H, W)`` → ``(B, N, 5 + C)`` decoded rows). It is put in eval mode,
-            moved to ``device`` and, with ``half``, converted to fp16 **in place**.
+            contract: ``(B, 3, H, W)`` → ``(B, N, 5 + C)`` decoded rows). It is put in eval mode and
+            moved to ``device``; its weights keep their dtype (``half`` never converts them).
         img_size: network input size, an int or ``(h, w)``, multiples of 32.
-        conf_thresh, nms_thresh, max_det: as in :func:`~yolo_asff.engine.postprocess.postprocess`.
+        conf_thresh, nms_thresh, max_det: as in :func:`~yolo_asff.engine.postprocess.postprocess`;
+            the defaults are the config's (``test.show_thresh``, ``test.nms_thresh``, ``test.max_det``).
         letterbox: keep the aspect ratio and pad (True) or stretch (False), as in training.
         mean, std: RGB normalisation after /255 (the config's ``data.mean`` / ``data.std``).
         device: where to run; None = where the model's parameters are.
-        half: fp16 weights and inputs. CUDA only: on the CPU it warns and runs fp32.
+        half: float16 autocast around the forward pass
+            (:func:`~yolo_asff.utils.device.fp16_autocast`); inputs and weights stay float32, detections
+            come out float32. CUDA only: on the CPU it warns and runs fp32.
         batch_size: pictures per forward pass when a list is given.
+        graphed: capture forward + decode + NMS for the input size as one graph
+            (:class:`~yolo_asff.engine.graphed.GraphedDetector`: CUDA graphs on a GPU, a
+            ``torch.compile`` on the CPU; a one-line warning and eager execution where
+            unsupported). Pictures then go one at a time (batch 1, the captured shape); the
+            first call compiles. ``return_fusion`` calls run eagerly.
+        pre_nms_topk: graphed only: the most candidates per picture its NMS considers
+            (:func:`~yolo_asff.engine.postprocess.postprocess_fixed`); with more above
+            ``conf_thresh`` the lowest-scoring are dropped, with a warning.
     """
 
     def __init__(
         self,
         model: nn.Module,
         img_size: Size = 608,
-        conf_thresh: float = 0.3,
-        nms_thresh: float = 0.65,
-        max_det: int = 100,
+        conf_thresh: float = TestConfig.show_thresh,
+        nms_thresh: float = TestConfig.nms_thresh,
+        max_det: int = TestConfig.max_det,
         letterbox: bool = True,
         mean: Sequence[float] = DEFAULT_MEAN,
         std: Sequence[float] = DEFAULT_STD,
         device: Union[str, torch.device, None] = None,
         half: bool = False,
         batch_size: int = 8,
+        graphed: bool = False,
+        pre_nms_topk: int = DEFAULT_PRE_NMS_TOPK,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -123,11 +128,8 @@ class Predictor:
                           stacklevel=2)
             half = False
         self.half = half
-        self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device).eval()
-        if half:
-            self.model.half()
-        self.input_size = size_pair(img_size)
+        self.input_size = parse_size(img_size, "img_size")
         self.conf_thresh = conf_thresh
         self.nms_thresh = nms_thresh
         self.max_det = max_det
@@ -135,16 +137,21 @@ class Predictor:
         self.batch_size = batch_size
         self._mean = torch.tensor(list(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(list(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.graphed: Optional[GraphedDetector] = None
+        if graphed:
+            self.graphed = GraphedDetector(self.model, conf_thresh, nms_thresh, max_det, pre_nms_topk,
+                                           device=self.device)
+            self.batch_size = 1
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module, **overrides: Any) -> "Predictor":
         """A predictor with the config's test size, thresholds, letterbox, mean/std and device.
 
-        ``overrides`` replace any constructor argument, e.g. ``conf_thresh=0.3`` for a demo
-        (``test.conf_thresh`` is usually 0.001, which is right for mAP, not for pictures).
+        The score threshold is ``test.show_thresh`` (detections to look at), not ``test.conf_thresh``
+        (0.001, right for mAP, not for pictures). ``overrides`` replace any constructor argument.
         """
         kwargs = dict(
-            img_size=cfg.test.img_size, conf_thresh=cfg.test.conf_thresh, nms_thresh=cfg.test.nms_thresh,
+            img_size=cfg.test.img_size, conf_thresh=cfg.test.show_thresh, nms_thresh=cfg.test.nms_thresh,
             max_det=cfg.test.max_det, letterbox=cfg.data.letterbox, mean=cfg.data.mean, std=cfg.data.std,
             device=cfg.runtime.device, batch_size=cfg.test.batch_size,
         )
@@ -161,7 +168,7 @@ class Predictor:
         # The uint8 pixels go to the device (a quarter of the bytes of floats) and are normalised there.
         batch = torch.from_numpy(np.stack(boxed)).to(self.device, non_blocking=True)  # (B, h, w, 3) uint8 BGR
         batch = normalize_images(batch, self._mean, self._std)
-        return batch.to(self.dtype).contiguous(), infos
+        return batch.contiguous(), infos
 
     def __call__(
         self,
@@ -194,7 +201,7 @@ class Predictor:
                 infos = [LetterboxInfo(1.0, 1.0, 0.0, 0.0, int(w), int(h))] * len(batch)
             elif len(infos) != len(batch):
                 raise ValueError(f"{len(infos)} letterbox infos for a batch of {len(batch)}")
-            dets, maps = self._run(batch.to(self.device, self.dtype), list(infos), return_fusion)
+            dets, maps = self._run(batch.to(self.device, torch.float32), list(infos), return_fusion)
         else:
             pictures = self._load(images)
             dets, per_chunk = [], []
@@ -229,12 +236,19 @@ class Predictor:
         """Forward, NMS on the device, then boxes to the CPU and back into original pixels."""
         if self.model.training:
             self.model.eval()
-        if return_fusion:
-            decoded, maps = self.model(batch, return_fusion=True)
-            maps = [m.float().cpu() for m in maps]
+        if self.graphed is not None and not return_fusion:
+            # One picture per call, the captured shape; each comes back on the CPU in one host copy.
+            with fp16_autocast(self.device, self.half):
+                dets, maps = [det for one in batch.split(1) for det in self.graphed(one)], []
         else:
-            decoded, maps = self.model(batch), []
-        dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
+            with fp16_autocast(self.device, self.half):
+                if return_fusion:
+                    decoded, maps = self.model(batch, return_fusion=True)
+                    maps = [m.float().cpu() for m in maps]
+                else:
+                    decoded, maps = self.model(batch), []
+            decoded = decoded.float()  # float16 under autocast: scores and boxes are compared and sorted in float32
+            dets = postprocess(decoded, self.conf_thresh, self.nms_thresh, self.max_det)
         # One device→host copy per batch, not three per picture: rows x1, y1, x2, y2, score, label
         # (float32 holds class indices exactly), split per picture on the host.
         rows = torch.cat([torch.cat([d.boxes.float(), d.scores.float()[:, None], d.labels[:, None].float()], 1)

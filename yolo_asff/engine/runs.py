@@ -8,26 +8,33 @@
   only change what is safe to change mid-run (:data:`SAFE_ON_RESUME`: length, early-stopping budgets,
   intervals, logging, workers, batch geometry, device); anything else is refused, naming the keys. The run's
   ``config.yaml`` is never rewritten: each resume appends a record to ``resumes.yaml``.
+
+:func:`run_training` is ``yolo-asff train``: it plans the run (:func:`plan_run`), makes its folder on
+rank 0, and hands it to the :class:`~yolo_asff.engine.trainer.Trainer`.
 """
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from ..config import Config, config_from_dict, load_config
 from ..errors import YoloAsffError
 from ..utils.files import atomic_write, numbered_folder
+from ..utils.logging import get_logger, setup_logging
+from . import dist
 from .anchors import checkpoint_anchors
 from .checkpoint import load_checkpoint
+from .trainer import Trainer
 
-__all__ = ["RunError", "SAFE_ON_RESUME", "holds_run", "record_resume", "resume_checkpoint", "resumed_config",
-           "run_folder"]
+__all__ = ["RunError", "RunPlan", "SAFE_ON_RESUME", "default_run_folder", "holds_run", "plan_run", "record_resume",
+           "resume_checkpoint", "resumed_config", "run_folder", "run_training"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -43,6 +50,7 @@ SAFE_ON_RESUME = (
     "train.patience", "train.time_limit",
     # evaluation only
     "test.batch_size", "test.img_size", "test.conf_thresh", "test.nms_thresh", "test.max_det", "test.coco_backend",
+    "test.show_thresh",
     # how the step runs, not what it computes
     "train.compile",
     # naming only (a resumed run stays in its folder)
@@ -175,3 +183,109 @@ def record_resume(folder: Path, checkpoint: Path, changes: Mapping[str, Tuple], 
     })
     text = yaml.safe_dump(entries, sort_keys=False, allow_unicode=True)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+# ----------------------------------------------------------------------------- yolo-asff train
+
+
+def default_run_folder(cfg: Config) -> Path:
+    """``runtime.output_dir/<runtime.name or the config file's name>``, before any numbering."""
+    name = cfg.runtime.name or Path(cfg.source).stem or "run"
+    return Path(cfg.runtime.output_dir) / name
+
+
+class RunPlan(NamedTuple):
+    """What a train command means: the config, the run folder (before numbering, for a new run), the checkpoint
+    to resume (None for a new run) and ``{key: (saved, new)}`` of the settings a resume changes."""
+
+    cfg: Config
+    folder: Path
+    checkpoint: Optional[Path]
+    changes: Dict[str, Tuple]
+
+
+def plan_run(config: Optional[PathLike], opts: Sequence[str] = (), out: Optional[PathLike] = None,
+             resume: Optional[str] = None, weights: Optional[PathLike] = None, force: bool = False) -> RunPlan:
+    """Decide, from files only (so every rank decides the same), what ``yolo-asff train`` is asked to do.
+
+    ``resume``: None for a new run; ``""`` for the ``last.pth`` of ``out`` or of the config's default folder;
+    else a run folder or a checkpoint.
+
+    Raises:
+        RunError: a combination that cannot work (``resume`` with ``weights``, ``force`` or another ``out``; a new
+            run without ``config``; missing ``weights``), or see :func:`resume_checkpoint` and :func:`resumed_config`.
+        ConfigError: a bad config or override.
+    """
+    if resume is not None:
+        if weights or force:
+            raise RunError(f"{'--weights' if weights else '--force'} cannot be combined with --resume: a resumed "
+                           "run continues from its own checkpoint (start a new run to use them)")
+        if resume and out and Path(resume).resolve() not in (Path(out).resolve(), Path(out).resolve() / "last.pth"):
+            raise RunError(f"--resume {resume} and --out {out} name different runs: a resumed run stays "
+                           "in its folder (leave out --out)")
+        default = default_run_folder(load_config(config, opts)) if config and out is None else None
+        checkpoint = resume_checkpoint(resume, out, default)
+        cfg, changes = resumed_config(checkpoint, config, opts)
+        return RunPlan(cfg, checkpoint.parent, checkpoint, changes)
+    if not config:
+        raise RunError("--config is required (or --resume runs/NAME to continue a run with its saved config)")
+    if weights and not Path(weights).is_file():
+        raise RunError(f"--weights: file not found: {weights}")
+    cfg = load_config(config, opts)
+    return RunPlan(cfg, Path(out) if out else default_run_folder(cfg), None, {})
+
+
+def _new_run_folder(cfg: Config, out: Optional[PathLike], force: bool, default: Path) -> Path:
+    """The folder of a new run, decided on rank 0 (it may number or move folders), the same on every rank."""
+    folder, message = None, None
+    if dist.is_main_process():
+        try:
+            folder, notes = run_folder(cfg, out, force, default)
+            for note in notes:
+                get_logger("train").info("%s", note)
+        except YoloAsffError as exc:
+            message = str(exc)
+    folder, message = dist.broadcast_object((str(folder) if folder else None, message))
+    if message is not None:
+        raise RunError(message)
+    return Path(folder)
+
+
+def run_training(config: Optional[PathLike] = None, opts: Sequence[str] = (), out: Optional[PathLike] = None,
+                 resume: Optional[str] = None, weights: Optional[PathLike] = None, force: bool = False,
+                 progress: Optional[bool] = None) -> None:
+    """``yolo-asff train``: start a run (``config``, ``opts``, ``out``, ``weights``, ``force``) or continue one
+    (``resume``, see :func:`plan_run`), on one process or under torchrun, until it ends or stops early.
+
+    A resume's changed settings are logged and recorded in ``resumes.yaml``. ``progress``: progress bars
+    (None: on a terminal).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM; its message says whether the run was saved and how to continue.
+        YoloAsffError: what :func:`plan_run`, :func:`run_folder` or the trainer refuse.
+    """
+    setup_logging()
+    trainer, folder = None, out
+    try:
+        plan = plan_run(config, opts, out, resume, weights, force)
+        folder = plan.folder
+        dist.init_distributed(plan.cfg.runtime.device)
+        if not dist.is_main_process():
+            get_logger().setLevel(logging.WARNING)  # rank 0 tells; the others speak up only about problems
+        if plan.checkpoint is None:
+            folder = _new_run_folder(plan.cfg, out, force, plan.folder)
+        trainer = Trainer(plan.cfg, folder, resume=plan.checkpoint, weights=weights, progress=progress)
+        if plan.checkpoint is not None and dist.is_main_process():
+            if plan.changes:
+                get_logger("train").warning("resumed with changed settings: %s", ", ".join(
+                    f"{k} {b!r} (was {a!r})" for k, (a, b) in plan.changes.items()))
+            record_resume(folder, plan.checkpoint, plan.changes,
+                          f"epoch {trainer.epoch + 1}, image {trainer.images_in_epoch}")
+        trainer.train()
+    except KeyboardInterrupt:
+        if trainer is not None and trainer.saved_on_stop:
+            raise KeyboardInterrupt(f"interrupted: saved; continue with --resume {folder}") from None
+        raise KeyboardInterrupt(f"stopped at once, without saving: --resume {folder} continues from the last "
+                                "checkpoint saved, if there is one") from None
+    finally:
+        dist.cleanup()

@@ -780,7 +780,7 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             decoded = model(batch["images"].to(self.device))
-        detections = postprocess(decoded, 0.3, self.cfg.test.nms_thresh, self.cfg.test.max_det)
+        detections = postprocess(decoded, self.cfg.test.show_thresh, self.cfg.test.nms_thresh, self.cfg.test.max_det)
         pictures = []
         for sample, det in zip(samples, detections):
             truth = draw_boxes(sample["image"], sample["boxes"], sample["labels"], dataset.class_names)

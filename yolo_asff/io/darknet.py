@@ -30,6 +30,7 @@ from ..models.head import YoloHead
 from ..models.pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
+from ..utils.sizes import parse_size
 
 __all__ = ["darknet_layers", "load_darknet_weights", "save_darknet_weights", "write_darknet_cfg"]
 
@@ -305,7 +306,7 @@ def write_darknet_cfg(model: YoloDetector, path: PathLike, input_size: Union[int
     Raises ValueError naming the feature when the model has parts Darknet lacks.
     """
     _check_expressible(model)
-    size = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    size = parse_size(input_size, "input_size")
     cfg = _CfgWriter(model, size, thresh)
     if isinstance(model.backbone, Darknet53) and isinstance(model.pyramid, YoloV3Pyramid):
         _darknet53_body(cfg, model)

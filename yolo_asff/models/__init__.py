@@ -3,7 +3,7 @@ from .asff import AsffFusion, AsffLevel, LevelExpand
 from .build import ARCHITECTURES, build_model, default_anchors
 from .darknet import Darknet53, TinyDarknet
 from .detector import YoloDetector
-from .head import YoloHead, decode_level
+from .head import DenseHead, HeadOutput, YoloHead, decode_level
 from .pyramid import AsffPyramid, TinyPyramid, YoloV3Pyramid
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "AsffLevel",
     "AsffPyramid",
     "Darknet53",
+    "DenseHead",
+    "HeadOutput",
     "LevelExpand",
     "TinyDarknet",
     "TinyPyramid",

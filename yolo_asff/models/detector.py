@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from torch import Tensor, nn
 
 from .blocks import DropBlock2d
-from .head import YoloHead
+from .head import DenseHead, HeadOutput
 
 __all__ = ["YoloDetector"]
 
@@ -17,8 +17,10 @@ class YoloDetector(nn.Module):
     Contract of ``forward(images, return_fusion=False)`` with ``images`` of shape
     ``(B, 3, H, W)``, H and W multiples of 32 (square or not):
 
-    - training mode: the raw per-level predictions, a list (stride-ascending) of
-      ``(B, A, H_l, W_l, 5 + C)`` tensors for the loss;
+    - training mode: the head's outputs for the loss, one
+      :class:`~yolo_asff.models.head.HeadOutput` per level (stride-ascending): ``raw``
+      ``(B, S, H_l, W_l, 5 + C)`` logits, the ``anchors`` each slot decodes with, and the
+      ``guide`` of a guided-anchor head;
     - eval mode: decoded predictions ``(B, N, 5 + C)``: ``x1, y1, x2, y2`` in input
       pixels, objectness, class probabilities.
 
@@ -27,7 +29,7 @@ class YoloDetector(nn.Module):
     (stride-ascending; empty for models without ASFF fusion).
     """
 
-    def __init__(self, backbone: nn.Module, pyramid: nn.Module, head: YoloHead, fusion: Optional[nn.Module] = None):
+    def __init__(self, backbone: nn.Module, pyramid: nn.Module, head: DenseHead, fusion: Optional[nn.Module] = None):
         super().__init__()
         self.backbone = backbone
         self.pyramid = pyramid
@@ -42,7 +44,7 @@ class YoloDetector(nn.Module):
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def forward(self, images: Tensor, return_fusion: bool = False) -> Union[List[Tensor], Tensor, tuple]:
+    def forward(self, images: Tensor, return_fusion: bool = False) -> Union[List[HeadOutput], Tensor, tuple]:
         h, w = images.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"input height and width must be multiples of 32, got {h}×{w}")

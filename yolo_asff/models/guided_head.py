@@ -1,26 +1,27 @@
-"""The official ASFF head: guided anchoring with a deformable feature adaption (SPEC section 11).
+"""The official ASFF head: guided anchoring with a deformable feature adaption (ASFF paper, section 3.1).
 
 Each cell has ``A + 1`` prediction slots: one per anchor of its level and one anchor-free
 slot. A 1×1 ``guide`` conv predicts a log-size correction per slot, so slot k's anchor is
 ``exp(guide_k) · anchor_k`` (``exp(guide) · 4·stride`` for the anchor-free slot). The
 guide's output, detached, also drives the sampling offsets of a 3×3 deformable conv
 (``torchvision.ops.DeformConv2d``, one offset group per slot) that adapts the features to
-the predicted shapes before the 1×1 output conv. The released ASFF checkpoints need this
-head; it can be trained from scratch too (see :class:`~yolo_asff.models.loss.GuidedYoloLoss`).
+the predicted shapes before the 1×1 output conv (guided anchoring: Wang et al., "Region Proposal
+by Guided Anchoring", 2019). The released ASFF checkpoints need this head; it can be trained
+from scratch too (see :class:`~yolo_asff.models.loss.GuidedYoloLoss`).
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import DeformConv2d
 
 from .blocks import RFB, init_prior_bias
-from .head import anchor_table, decode_level
+from .head import DenseHead, HeadOutput, to_slots
 
 __all__ = [
-    "GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "GuidedOutput", "slot_anchor_table", "predicted_anchor_sizes",
+    "GuidedAnchorHead", "GuidedLevel", "FeatureAdaption", "guided_output", "slot_anchor_table", "predicted_anchor_sizes",
 ]
 
 FREE_SLOT_SCALE = 4.0  # the anchor-free slot's base size is this many strides
@@ -48,16 +49,15 @@ def predicted_anchor_sizes(guide: Tensor, slot_base: Tensor, max_log: Optional[f
     return guide.exp() * slot_base
 
 
-class GuidedOutput(NamedTuple):
-    """One level's training output of :class:`GuidedAnchorHead`.
+def guided_output(raw: Tensor, guide: Tensor, slot_base: Tensor) -> HeadOutput:
+    """One level's :class:`~yolo_asff.models.head.HeadOutput` from its logits and guide.
 
-    ``raw``: ``(B, S, H, W, 5 + C)`` logits ``tx, ty, tw, th, objectness, classes`` per slot;
-    ``guide``: ``(B, S, H, W, 2)`` log-size corrections (w, h) of each slot's anchor.
-    ``S = A + 1`` slots, the anchor-free one last.
+    ``raw`` ``(B, S, H, W, 5 + C)`` and ``guide`` ``(B, S, H, W, 2)`` as the level conv gives them;
+    ``slot_base`` ``(1, S, 1, 1, 2)`` the level's row of :func:`slot_anchor_table`. The anchors are
+    the predicted sizes, detached: the box terms of the loss do not train the guide, its own
+    ``guide`` term does (through ``guide``).
     """
-
-    raw: Tensor
-    guide: Tensor
+    return HeadOutput(raw, predicted_anchor_sizes(guide.detach(), slot_base), guide)
 
 
 class FeatureAdaption(nn.Module):
@@ -89,7 +89,7 @@ class FeatureAdaption(nn.Module):
 class GuidedLevel(nn.Module):
     """The head of one level: guide conv, feature adaption, output conv.
 
-    ``forward(x)`` with ``x`` ``(B, C, H, W)`` returns a :class:`GuidedOutput`.
+    ``forward(x)`` with ``x`` ``(B, C, H, W)`` returns ``(raw (B, S, H, W, 5 + C), guide (B, S, H, W, 2))``.
     """
 
     def __init__(self, channels: int, num_slots: int, num_classes: int, rfb: bool, prior_prob: float) -> None:
@@ -103,16 +103,13 @@ class GuidedLevel(nn.Module):
         nn.init.zeros_(self.guide_wh.bias)
         init_prior_bias(self.conv.bias, num_slots, self.num_outputs, prior_prob)
 
-    def forward(self, x: Tensor) -> GuidedOutput:
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         guide = self.guide_wh(x)
-        y = self.conv(self.adaption(x, guide))
-        b, _, h, w = y.shape
-        raw = y.view(b, self.num_slots, self.num_outputs, h, w).permute(0, 1, 3, 4, 2).contiguous()
-        guide = guide.view(b, self.num_slots, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
-        return GuidedOutput(raw, guide)
+        raw = self.conv(self.adaption(x, guide))
+        return to_slots(raw, self.num_slots), to_slots(guide, self.num_slots)
 
 
-class GuidedAnchorHead(nn.Module):
+class GuidedAnchorHead(DenseHead):
     """Guided-anchor heads for every level (the official ASFF head).
 
     Args:
@@ -124,10 +121,14 @@ class GuidedAnchorHead(nn.Module):
         prior_prob: initial objectness and class probability.
 
     ``forward(features)`` takes ``L`` maps ``(B, in_channels[l], H_l, W_l)`` and returns one
-    :class:`GuidedOutput` per level (``S = A + 1`` slots). :meth:`decode` turns them into
-    ``(B, N, 5 + C)`` with ``N = Σ S·H_l·W_l`` in (level, slot, y, x) order, levels
+    :class:`~yolo_asff.models.head.HeadOutput` per level (:func:`guided_output`: ``S = A + 1``
+    slots, the anchor-free one last; ``anchors`` the predicted sizes ``(B, S, H_l, W_l, 2)``;
+    ``guide`` the log-size corrections). :meth:`~yolo_asff.models.head.DenseHead.decode` turns
+    them into ``(B, N, 5 + C)`` with ``N = Σ S·H_l·W_l`` in (level, slot, y, x) order, levels
     stride-ascending like every head of this package.
     """
+
+    guided = True
 
     def __init__(
         self,
@@ -138,30 +139,14 @@ class GuidedAnchorHead(nn.Module):
         rfb: bool = False,
         prior_prob: float = 0.01,
     ) -> None:
-        super().__init__()
-        anchors = anchor_table(anchors, len(in_channels))
-        self.strides = tuple(int(s) for s in strides)
-        self.num_classes = num_classes
-        self.num_anchors = anchors.shape[1] + 1  # prediction slots per cell: the anchors and the anchor-free one
-        self.num_outputs = 5 + num_classes
-        # Anchors live in the config, not in checkpoints: they must not override a config change.
-        self.register_buffer("anchors", anchors, persistent=False)
-        self.register_buffer("slot_anchors", slot_anchor_table(anchors, self.strides), persistent=False)
+        super().__init__(in_channels, strides, anchors, num_classes, extra_slots=1)  # the anchor-free slot
+        self.register_buffer("slot_anchors", slot_anchor_table(self.anchors, self.strides), persistent=False)
         self.levels = nn.ModuleList(
             GuidedLevel(c, self.num_anchors, num_classes, rfb, prior_prob) for c in in_channels
         )
 
-    def forward(self, features: List[Tensor]) -> List[GuidedOutput]:
-        return [level(x) for level, x in zip(self.levels, features)]
-
-    def predicted_anchors(self, guide: Tensor, level: int) -> Tensor:
-        """``(B, S, H, W, 2)`` anchor (w, h) of every slot in input pixels, from a level's guide logits."""
-        return predicted_anchor_sizes(guide, self.slot_anchors[level].view(1, -1, 1, 1, 2))
-
-    def decode(self, outputs: List[GuidedOutput]) -> Tensor:
-        """Per-level outputs → ``(B, N, 5 + C)``: ``x1, y1, x2, y2`` in input pixels, objectness, class probabilities."""
-        decoded = [
-            decode_level(out.raw, self.predicted_anchors(out.guide, i), self.strides[i]).flatten(1, 3)
-            for i, out in enumerate(outputs)
+    def forward(self, features: List[Tensor]) -> List[HeadOutput]:
+        return [
+            guided_output(*level(x), self.slot_anchors[i].view(1, -1, 1, 1, 2))
+            for i, (level, x) in enumerate(zip(self.levels, features))
         ]
-        return torch.cat(decoded, dim=1)

@@ -8,6 +8,8 @@ from torch import nn
 import torchvision  # noqa: F401  (registers torch.ops.torchvision.deform_conv2d)
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
+from .sizes import parse_size
+
 __all__ = ["count_parameters", "count_flops"]
 
 
@@ -30,7 +32,7 @@ def count_flops(model: nn.Module, size: Union[int, Sequence[int]] = 608) -> int:
     Measured with ``torch.utils.flop_counter``, which counts convolutions (deformable ones
     included) and matrix products; element-wise ops (BN, activations, pooling) are not counted.
     """
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = parse_size(size, "size")
     was_training = model.training
     model.eval()
     param = next(model.parameters())

@@ -1,10 +1,10 @@
-"""A plain-loop implementation of the same loss, for cross-checking and benchmarking only.
+"""A plain-loop implementation of the YOLOv3 loss, for cross-checking and benchmarking only (test code).
 
 It walks images and boxes one by one in Python, as the official ASFF code does (IoU of an
 image's predictions with its boxes in one call, the assignment box by box), and builds
-dense target tensors that the loss formulas then read. Tests check that it and
+dense target tensors that the loss formulas then read. ``tests/models/test_loss.py`` checks that it and
 :class:`~yolo_asff.models.loss.YoloLoss` agree; ``scripts/bench_loss.py`` times both.
-Never used for training.
+It reads raw logits ``(B, A, H, W, 5 + C)`` per level and the loss's own anchors (the plain head).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ..utils.boxes import aligned_iou
-from .head import make_grid
-from .loss import LOSS_TERMS, YoloLoss, _decode
+from yolo_asff.models.head import make_grid
+from yolo_asff.models.loss import LOSS_TERMS, YoloLoss, _decode
+from yolo_asff.utils.boxes import aligned_iou
 
 __all__ = ["reference_assign", "reference_loss"]
 
