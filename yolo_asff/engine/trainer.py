@@ -529,11 +529,10 @@ class Trainer:
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = batch["targets"].to(self.device, non_blocking=True)
-        # The most boxes of one image, counted on the host by the collate: the loss pads to it instead of
-        # reading a count from the device.
-        loss_extra = (batch["max_boxes"],) if "max_boxes" in batch else ()
         optimizer_step = batch_index + 1 == window.end
-        finite, terms = self._forward_backward(images, targets, loss_extra, window.length, optimizer_step)
+        # batch["max_boxes"]: the most boxes of one image, counted on the host by the collate, so that the loss
+        # pads to it instead of reading a count from the device.
+        finite, terms = self._forward_backward(images, targets, batch["max_boxes"], window.length, optimizer_step)
         if not finite:
             self._count_nonfinite(batch_index, terms)
         if optimizer_step:
@@ -547,9 +546,9 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, loss_extra: Tuple[Any, ...],
-                          window_length: int, reduce_gradients: bool) -> Tuple[bool, Dict[str, torch.Tensor]]:
-        """Forward and loss (``loss_extra``: its arguments after the input size), then backward of
+    def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, max_boxes: int, window_length: int,
+                          reduce_gradients: bool) -> Tuple[bool, Dict[str, torch.Tensor]]:
+        """Forward and loss (``max_boxes``: see :class:`~yolo_asff.models.loss.YoloLoss`), then backward of
         ``loss / window_length`` when the loss is finite on every rank.
 
         Under DDP the gradients are all-reduced only with ``reduce_gradients`` (the window's last batch).
@@ -560,7 +559,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 outputs = self.wrapped_model(images)
-            loss, terms = self.loss_fn(outputs, targets, tuple(images.shape[-2:]), *loss_extra)
+            loss, terms = self.loss_fn(outputs, targets, tuple(images.shape[-2:]), max_boxes)
             finite = self._exchange_step_flags(loss)
             if finite:
                 self._nonfinite_run = 0
