@@ -129,20 +129,12 @@ class GuidedAnchorHead(DenseHead):
     """
 
     guided = True
+    extra_slots = 1  # the anchor-free slot
 
-    def __init__(
-        self,
-        in_channels: Sequence[int],
-        strides: Sequence[int],
-        anchors: Tensor,
-        num_classes: int,
-        rfb: bool = False,
-        prior_prob: float = 0.01,
-    ) -> None:
-        super().__init__(in_channels, strides, anchors, num_classes, extra_slots=1)  # the anchor-free slot
+    def build_levels(self, in_channels: Sequence[int], rfb: bool, prior_prob: float) -> None:
         self.register_buffer("slot_anchors", slot_anchor_table(self.anchors, self.strides), persistent=False)
         self.levels = nn.ModuleList(
-            GuidedLevel(c, self.num_anchors, num_classes, rfb, prior_prob) for c in in_channels
+            GuidedLevel(c, self.num_anchors, self.num_classes, rfb, prior_prob) for c in in_channels
         )
 
     def forward(self, features: List[Tensor]) -> List[HeadOutput]:

@@ -93,28 +93,42 @@ class DenseHead(nn.Module):
         strides: each level's stride.
         anchors: ``(L, A, 2)`` anchors (w, h) in input pixels, one row per level.
         num_classes: number of object classes C.
-        extra_slots: prediction slots per cell beyond the ``A`` anchors (1 for the guided
-            head's anchor-free slot).
+        rfb: put an :class:`RFB` block before each level's output (ASFF*).
+        prior_prob: initial objectness and class probability.
+
+    A subclass sets ``extra_slots`` (prediction slots per cell beyond the ``A`` anchors: 1 for the
+    guided head's anchor-free slot) and ``guided`` (whether its outputs carry a guide: the loss
+    then needs its ``guide`` term), and builds its layers in :meth:`build_levels`.
 
     Attributes: ``anchors`` (a non-persistent buffer), ``strides``, ``num_classes``,
-    ``num_anchors`` (slots per cell, ``S = A + extra_slots``), ``num_outputs`` (``5 + C``),
-    and ``guided`` (whether the outputs carry a guide: the loss then needs its ``guide`` term).
+    ``num_anchors`` (slots per cell, ``S = A + extra_slots``), ``num_outputs`` (``5 + C``).
     """
 
     guided = False
+    extra_slots = 0
 
     def __init__(
-        self, in_channels: Sequence[int], strides: Sequence[int], anchors: Tensor, num_classes: int,
-        extra_slots: int = 0,
+        self,
+        in_channels: Sequence[int],
+        strides: Sequence[int],
+        anchors: Tensor,
+        num_classes: int,
+        rfb: bool = False,
+        prior_prob: float = 0.01,
     ) -> None:
         super().__init__()
         anchors = anchor_table(anchors, len(in_channels))
         self.strides = tuple(int(s) for s in strides)
         self.num_classes = num_classes
-        self.num_anchors = anchors.shape[1] + extra_slots
+        self.num_anchors = anchors.shape[1] + self.extra_slots
         self.num_outputs = 5 + num_classes
         # Anchors live in the config, not in checkpoints: they must not override a config change.
         self.register_buffer("anchors", anchors, persistent=False)
+        self.build_levels(in_channels, rfb, prior_prob)
+
+    def build_levels(self, in_channels: Sequence[int], rfb: bool, prior_prob: float) -> None:
+        """Create the per-level layers (called once by ``__init__``, after the attributes above)."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_levels")
 
     def decode(self, outputs: Sequence[HeadOutput]) -> Tensor:
         """Per-level outputs → ``(B, N, 5 + C)`` with ``N = Σ S·H_l·W_l`` in (level, slot, y, x) order:
@@ -140,16 +154,7 @@ class YoloHead(DenseHead):
     into ``(B, N, 5 + C)``.
     """
 
-    def __init__(
-        self,
-        in_channels: Sequence[int],
-        strides: Sequence[int],
-        anchors: Tensor,
-        num_classes: int,
-        rfb: bool = False,
-        prior_prob: float = 0.01,
-    ) -> None:
-        super().__init__(in_channels, strides, anchors, num_classes)
+    def build_levels(self, in_channels: Sequence[int], rfb: bool, prior_prob: float) -> None:
         self.rfbs = nn.ModuleList(RFB(c) if rfb else nn.Identity() for c in in_channels)
         self.convs = nn.ModuleList(nn.Conv2d(c, self.num_anchors * self.num_outputs, 1) for c in in_channels)
         for conv in self.convs:
