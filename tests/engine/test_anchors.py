@@ -16,7 +16,7 @@ from yolo_asff.data import load_split
 from yolo_asff.data.records import DatasetError
 from yolo_asff.data.thin_objects import generate_thin_objects
 from yolo_asff.engine.anchors import fit_for_config, level_strides
-from yolo_asff.engine.checkpoint import load_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.engine.loading import model_for_weights
 from yolo_asff.engine.runs import resumed_config
 from yolo_asff.engine.trainer import Trainer

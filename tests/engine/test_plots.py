@@ -12,7 +12,7 @@ import pytest
 
 from tests.engine.test_trainer import write_config, write_shapes_dataset
 from yolo_asff.config import load_config
-from yolo_asff.engine.checkpoint import load_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.engine.plots import EVALUATION_PLOTS, results_table, write_labels_plot, write_results
 from yolo_asff.engine.trainer import Trainer
 from yolo_asff.utils.plots import CONFUSION_SIZE, CURVE_SIZE, LABELS_SIZE, results_size

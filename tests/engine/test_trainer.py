@@ -19,7 +19,7 @@ import yaml
 
 from yolo_asff.config import load_config
 from yolo_asff.data.mosaic import Mosaic
-from yolo_asff.engine.checkpoint import load_checkpoint, save_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint, save_checkpoint
 from yolo_asff.engine.ema import ModelEMA
 from yolo_asff.engine.optim import LrSchedule, build_optimizer
 from yolo_asff.engine.trainer import Trainer, TrainingError, load_initial_weights

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.engine.test_evaluator import write_tiny_coco
-from yolo_asff.engine.checkpoint import load_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.io.official import (
     OfficialCheckpointError,
     build_official_model,

@@ -14,7 +14,7 @@ import pytest
 
 from yolo_asff import build_model, load_config
 from yolo_asff.data.builtin import generate_builtin
-from yolo_asff.engine.checkpoint import save_checkpoint
+from yolo_asff.io.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "builtin.yaml")

@@ -12,7 +12,8 @@ import torch
 from tests.engine.test_evaluator import write_config, write_tiny_coco
 from yolo_asff import build_model, load_config
 from yolo_asff.cli import evaluate as eval_tool
-from yolo_asff.engine.checkpoint import load_weights_file, save_checkpoint
+from yolo_asff.engine.checkpoint import load_weights_file
+from yolo_asff.io.checkpoint import save_checkpoint
 from yolo_asff.engine.evaluator import METRIC_KEYS
 from yolo_asff.io.darknet import save_darknet_weights
 

@@ -19,7 +19,7 @@ from yolo_asff import build_model, load_config
 from yolo_asff.assets import sample_image_path
 from yolo_asff.cli import benchmark, demo, evaluate, export
 from yolo_asff.data.builtin import CLASSES, generate_builtin
-from yolo_asff.engine.checkpoint import save_checkpoint
+from yolo_asff.io.checkpoint import save_checkpoint
 from yolo_asff.engine.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import YoloAsffError
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
     "OFFICIAL_VARIANTS",
@@ -295,7 +296,6 @@ def convert_official_checkpoint(src: Any, dst: Any) -> Tuple[OfficialConversion,
     returns the conversion (variant, classes, source dtype) and the config path.
     """
     from ..config import dump_config
-    from ..engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():
