@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.data.test_anchors import thin_config
+from tests.conftest import thin_config
 from yolo_asff.cli import evaluate
 from yolo_asff.config import load_config
 from yolo_asff.data import load_split

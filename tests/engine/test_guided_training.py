@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.engine.test_trainer import TRAIN, free_port, write_config, write_shapes_dataset
+from tests.conftest import free_port
+from tests.engine.conftest import TRAIN, write_config, write_shapes_dataset
 from yolo_asff.config import load_config
 from yolo_asff.data.builtin import generate_builtin
 from yolo_asff.engine.trainer import Trainer

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.test_trainer import write_config, write_shapes_dataset
+from tests.engine.conftest import write_config, write_shapes_dataset
 from yolo_asff.config import load_config
 from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.engine.plots import EVALUATION_PLOTS, results_table, write_labels_plot, write_results

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.engine.test_evaluator import write_tiny_coco
+from tests.conftest import write_tiny_coco
 from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.io.official import (
     OfficialCheckpointError,

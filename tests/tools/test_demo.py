@@ -151,5 +151,3 @@ def test_darknet_weights_and_model_without_fusion(capsys, builtin, tmp_path):
     assert "Darknet layers loaded" in out and "has no ASFF fusion" in out
     assert "--half needs a CUDA device" in err
     assert not list((tmp_path / "out").glob("*_fusion.jpg")) and "summary: 1 images, 0 detections" not in out
-
-

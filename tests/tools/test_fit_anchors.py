@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.test_anchors import thin_config
+from tests.conftest import thin_config
 from yolo_asff.cli import COMMANDS
 from yolo_asff.cli import main as yolo_asff
 from yolo_asff.config import load_config
