@@ -33,6 +33,7 @@ def shapes(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------ learning
 
 
+@pytest.mark.slow
 def test_a_tiny_model_overfits_a_handful_of_images(tmp_path, shapes):
     cfg = load_config(write_config(tmp_path, shapes), [
         "train.epochs=100", "train.batch_size=4", "train.nominal_batch_size=4", "train.ref_batch_size=4",
@@ -55,6 +56,7 @@ def test_a_tiny_model_overfits_a_handful_of_images(tmp_path, shapes):
 # ------------------------------------------------------------------------------ resume
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path, shapes):
     """Two epochs straight == one epoch, stop, resume for one more (augmentation and multi-scale on)."""
     cfg_path = write_config(tmp_path, shapes, epochs=2, ema=True)
@@ -82,6 +84,7 @@ MOSAIC_MIXUP = ["data.aug.mosaic_prob=1.0", "train.no_mosaic_epochs=0", "train.m
                 "train.no_mixup_epochs=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opts", [[], MOSAIC_MIXUP], ids=["plain", "mosaic_mixup"])
 def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch, opts):
     cfg_path = write_config(tmp_path, shapes, epochs=2, ema=False)
@@ -118,6 +121,7 @@ def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch, opts
 # ------------------------------------------------------------------------------ faults
 
 
+@pytest.mark.slow
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, shapes):
     trainer = Trainer(load_config(write_config(tmp_path, shapes, nonfinite_patience=3, epochs=3)),
                       tmp_path / "run", progress=False)
@@ -155,6 +159,7 @@ def test_fine_tuning_weights_from_another_class_count(tmp_path):
         load_initial_weights(two, tmp_path / "nope.pth")
 
 
+@pytest.mark.slow
 def test_an_evaluation_that_fails_costs_no_epoch(tmp_path, shapes, monkeypatch, capsys):
     cfg = load_config(write_config(tmp_path, shapes, epochs=2, eval_interval=1))
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
@@ -170,6 +175,7 @@ def test_an_evaluation_that_fails_costs_no_epoch(tmp_path, shapes, monkeypatch, 
     assert "Traceback" in (tmp_path / "run" / "train.log").read_text()  # the log file keeps the details
 
 
+@pytest.mark.slow
 def test_a_run_killed_during_evaluation_resumes_with_that_evaluation(tmp_path, shapes, monkeypatch):
     cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
     first = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
@@ -187,6 +193,7 @@ def test_a_run_killed_during_evaluation_resumes_with_that_evaluation(tmp_path, s
     assert [h["epoch"] for h in metrics["history"]] == [1, 2] and (tmp_path / "run" / "best.pth").is_file()
 
 
+@pytest.mark.slow
 def test_a_coco_file_with_string_ids_and_no_annotation_ids_trains_and_scores_as_the_clean_one(tmp_path, shapes):
     from yolo_asff.engine.evaluator import Evaluator
 
@@ -223,6 +230,7 @@ def run_train(*args, env=None, timeout=300):
                           timeout=timeout, env=env, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_input_without_a_traceback(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes)
     cases = [
@@ -238,6 +246,7 @@ def test_cli_refuses_bad_input_without_a_traceback(tmp_path, shapes):
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_cli_sigterm_saves_then_resume_finishes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "run"
@@ -264,6 +273,7 @@ def test_cli_sigterm_saves_then_resume_finishes(tmp_path, shapes):
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1, eval_interval=1)
     out = tmp_path / "ddp"
@@ -326,6 +336,7 @@ def twelve(tmp_path_factory) -> Path:
     return write_shapes_dataset(tmp_path_factory.mktemp("twelve"), images=12, seed=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["batch size", "accumulation"])
 def test_a_resume_with_another_batch_geometry_continues_the_schedule_and_the_order(tmp_path, twelve, change):
     # batch size: 4 images a step as 4 x 1, then as 2 x 2 accumulated: the same lr at the same image.
@@ -363,6 +374,7 @@ def test_a_resume_with_another_batch_geometry_continues_the_schedule_and_the_ord
     assert "resuming with" in (tmp_path / "cut" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_resume_on_a_grown_dataset_keeps_the_fraction_of_the_epoch(tmp_path, twelve):
     cfg_path = write_config(tmp_path, twelve, epochs=2, batch_size=4, nominal_batch_size=4)
     cut = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
@@ -377,6 +389,7 @@ def test_a_resume_on_a_grown_dataset_keeps_the_fraction_of_the_epoch(tmp_path, t
     assert min(steps) == (0, 8) and steps[(0, 8)] == (pytest.approx(1 / 3), pytest.approx(cut.schedule(1 / 3)))
 
 
+@pytest.mark.slow
 def test_config_changes_on_resume_are_checked_recorded_and_the_config_kept(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1)
     out = tmp_path / "runs" / "cfg"
@@ -396,6 +409,7 @@ def test_config_changes_on_resume_are_checked_recorded_and_the_config_kept(tmp_p
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == 2
 
 
+@pytest.mark.slow
 def test_new_runs_are_numbered_and_force_moves_the_old_one_aside(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1)
     opts = ["--opts", f"runtime.output_dir={tmp_path / 'runs'}"]
@@ -425,6 +439,7 @@ def _killed_by_group_sigterm(cmd, out: Path, wait_for: str):
     return proc.returncode, rest
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_saves_with_loader_workers_and_the_run_resumes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "run"
@@ -437,6 +452,7 @@ def test_sigterm_to_the_process_group_saves_with_loader_workers_and_the_run_resu
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "ddp"
@@ -455,6 +471,7 @@ def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == saved["epoch"] + 1
 
 
+@pytest.mark.slow
 def test_every_image_of_a_resumed_epoch_reaches_an_optimizer_step(tmp_path, twelve):
     """Resumed at image 3 with batches of 2 and accumulation 3: 4 batches are left (steps 1-4). Windows keep
     a straight run's alignment (steps 0-2, 3-5), cut short by the resume point and the epoch's end: steps 1-2
@@ -484,6 +501,7 @@ class ScriptedEvaluator:
         return {"AP": ap, "AP50": ap, "AP75": ap}
 
 
+@pytest.mark.slow
 def test_patience_stops_with_a_checkpoint_and_a_resume_continues_only_when_raised(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=6, eval_interval=1, patience=2, ema=False, batch_size=4,
                             nominal_batch_size=4)  # one step an epoch
@@ -523,6 +541,7 @@ def _clock_jumps_after(trainer, steps: int, seconds: float) -> None:
     trainer.optimizer.step = step_then_jump
 
 
+@pytest.mark.slow
 def test_time_limit_stops_mid_epoch_with_a_checkpoint_and_a_final_evaluation(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=3, eval_interval=1000, time_limit=0.5)
     run = tmp_path / "run"
@@ -549,6 +568,7 @@ def test_time_limit_stops_mid_epoch_with_a_checkpoint_and_a_final_evaluation(tmp
     assert [h["epoch"] for h in metrics["history"]] == [1.5, 3]
 
 
+@pytest.mark.slow
 def test_cli_time_limit_exits_normally_and_a_resume_without_it_finishes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=2, time_limit=1e-7)  # spent before the first step
     out = tmp_path / "run"
@@ -569,6 +589,7 @@ def _batchnorms(module):
     return [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze, frozen_stages", [(3, 3), ("backbone", 6)])
 def test_frozen_stages_stay_bit_identical_in_the_model_and_the_ema(tmp_path, shapes, freeze, frozen_stages):
     cfg = load_config(write_config(tmp_path, shapes, epochs=1, ema=True, freeze=freeze))

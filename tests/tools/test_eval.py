@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import write_eval_config, write_tiny_coco
@@ -27,6 +28,7 @@ def run(*args):
                           cwd=REPO, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_eval_end_to_end_writes_metrics_and_detections(tmp_path):
     write_tiny_coco(tmp_path)
     config = write_eval_config(tmp_path)

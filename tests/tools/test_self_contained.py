@@ -152,6 +152,7 @@ def test_onnx_metadata_and_the_readme_onnxruntime_example(trained, capsys, tmp_p
         np.testing.assert_allclose([float(v) for v in coords], box, atol=1.0)
 
 
+@pytest.mark.slow
 def test_the_packaged_command_line(trained, tmp_path):
     """`python -m yolo_asff` (what the `yolo-asff` entry point runs) from a folder that is not the clone."""
     root, data, _ = trained
@@ -166,6 +167,7 @@ def test_the_packaged_command_line(trained, tmp_path):
     assert "AP" in done.stdout
 
 
+@pytest.mark.slow
 def test_the_wheel_in_a_fresh_virtual_environment(trained, tmp_path):
     """pip install of the built wheel (torch and the rest reused from this environment, nothing downloaded):
     the `yolo-asff` command trains one tiny epoch and evaluates, each from an empty folder."""
