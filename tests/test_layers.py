@@ -30,8 +30,6 @@ LAYERS: List[Tuple[str, ...]] = [
     ("cli",),
     ("", "__main__"),  # the root package's __init__ and ``python -m yolo_asff``
 ]
-# Import cycles allowed on purpose, each with its reason: none today. Entries are sorted module pairs.
-ALLOWED_CYCLES: Dict[Tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -171,8 +169,6 @@ def test_no_import_cycles_between_modules():
     for component in strongly_connected(graph):
         members = set(component)
         pairs = [(a, b) for a in component for b in graph[a] if b in members]
-        if all(tuple(sorted(p)) in ALLOWED_CYCLES for p in pairs):
-            continue
         cycles.append("cycle among " + ", ".join(component) + ":\n    " +
                       "\n    ".join(_where(graph, a, b) for a, b in pairs))
     assert not cycles, "\n".join(cycles)
