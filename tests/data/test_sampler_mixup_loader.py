@@ -142,6 +142,7 @@ def _sizes_in_process(rank, queue):
     queue.put((rank, [b[0].size for b in batches]))
 
 
+@pytest.mark.slow
 def test_two_real_processes_draw_the_same_sizes():
     ctx = torch.multiprocessing.get_context("spawn")
     queue = ctx.Queue()

@@ -51,6 +51,7 @@ def test_good_anchors_get_no_warning(tmp_path, thin):
     assert "anchors (configured): best-possible recall 1.000" in log and "fit this data poorly" not in log
 
 
+@pytest.mark.slow
 def test_an_auto_run_fits_once_and_every_later_use_has_the_fitted_anchors(tmp_path, thin, capsys):
     config = thin_config(tmp_path, thin, "auto")
     cfg = load_config(config, SHORT)

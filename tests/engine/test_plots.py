@@ -74,6 +74,7 @@ def tensorboard_tags(folder):
     return events.Tags()
 
 
+@pytest.mark.slow
 def test_a_run_writes_its_plots_and_results_csv_survives_a_resume(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
     out = tmp_path / "run"
