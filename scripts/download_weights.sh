@@ -29,7 +29,7 @@ EOF
 }
 
 # name:size in bytes. The sizes follow from the networks: a 20-byte header (version 0.2, 64-bit
-# images-seen counter) and float32 values for every conv layer (SPEC section 7).
+# images-seen counter) and float32 values for every conv layer (yolo_asff/io/darknet.py).
 FILES=(
   darknet53.conv.74:162482580
   yolov3.weights:248007048

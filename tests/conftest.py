@@ -1,17 +1,23 @@
 """Shared test helpers: small configs and models built the way users build them."""
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from yolo_asff.config import ModelConfig
 from yolo_asff.models import build_model
 from yolo_asff.utils.logging import get_logger
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The model variants of the zoo, as config overrides of the model section.
 VARIANTS = {
@@ -129,3 +135,75 @@ def make_oracle():
         return OracleDetector(table, len(dataset.class_names))
 
     return build
+
+
+def free_port() -> int:
+    """A free TCP port on localhost, for a process group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------ a tiny COCO set on disk
+
+NAMES = {3: "cat", 7: "dog", 42: "zebra"}  # gapped category ids: they must round-trip
+# image id: (width, height, grey level, [(category, [x, y, w, h], iscrowd)])
+IMAGES = {
+    11: (120, 90, 30, [(3, [10, 10, 20, 15], 0), (7, [40, 30, 50, 40], 0)]),  # small (300 px²), medium (2000)
+    12: (96, 128, 60, [(42, [5, 5, 85, 115], 0)]),  # large (9775 > 96²)
+    13: (64, 64, 90, [(3, [8, 8, 30, 30], 0), (42, [0, 0, 64, 64], 1)]),  # a crowd box
+    14: (100, 60, 150, []),  # no boxes
+    15: (80, 100, 200, [(7, [20, 40, 40, 30], 0), (3, [50, 60, 20, 30], 0)]),
+}
+
+
+def write_tiny_coco(root: Path, images=IMAGES, annotations: bool = True) -> Path:
+    """Images under root/images and root/ann.json (categories listed out of id order on purpose)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    data = {"images": [], "annotations": [], "categories": [{"id": i, "name": NAMES[i]} for i in (42, 3, 7)]}
+    for image_id, (w, h, grey, boxes) in images.items():
+        cv2.imwrite(str(root / "images" / f"{image_id}.png"), np.full((h, w, 3), grey, np.uint8))
+        data["images"].append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
+        for cat, bbox, crowd in boxes:
+            data["annotations"].append({"id": len(data["annotations"]) + 1, "image_id": image_id, "category_id": cat,
+                                        "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": crowd})
+    if not annotations:
+        del data["annotations"]
+    (root / "ann.json").write_text(json.dumps(data))
+    return root / "ann.json"
+
+
+def write_eval_config(root: Path, fmt: str = "coco", size: int = 64, num_classes: int = 3, extra: str = "") -> Path:
+    """root/config.yaml: a width-0.25 ASFF model on the tiny COCO set of :func:`write_tiny_coco` (or a VOC tree
+    with ``fmt="voc"``), evaluated at ``size``."""
+    base = REPO / "configs" / "_base_" / "models" / "yolov3_asff.yaml"
+    if fmt == "coco":
+        data = (f"  format: coco\n  root: {root}\n  train: {{ann_file: ann.json, img_dir: images}}\n"
+                "  val: {ann_file: ann.json, img_dir: images}\n")
+    else:
+        data = (f"  format: voc\n  root: {root}\n  train: {{splits: [[2007, test]]}}\n"
+                "  val: {splits: [[2007, test]]}\n")
+    text = (f"_base_: {base}\nmodel:\n  num_classes: {num_classes}\n  width: 0.25\ndata:\n{data}  num_workers: 0\n"
+            f"{extra}test:\n  img_size: {size}\n  batch_size: 2\n")
+    path = root / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------ thin objects (anchor fitting)
+
+
+def thin_config(tmp: Path, root: Path, anchors: str = "null", name: str = "thin.yaml") -> Path:
+    """The shipped builtin recipe (ASFF, width 0.125, 256 px, train.anchor_thresh 0.25) on a thin-object set."""
+    text = "\n".join([
+        f"_base_: {REPO / 'configs' / 'builtin.yaml'}",
+        f"model: {{num_classes: 2, anchors: {anchors}}}",
+        "data:",
+        "  builtin: false",
+        f"  root: {root}",
+        "  train: {ann_file: annotations/train.json, img_dir: images/train}",
+        "  val: {ann_file: annotations/val.json, img_dir: images/val}",
+        "  num_workers: 0", ""])
+    path = tmp / name
+    path.write_text(text)
+    return path

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # end to end: the main job through scripts/quickstart.sh
 
 
 def test_quickstart_runs_end_to_end(tmp_path):

@@ -1,8 +1,7 @@
 """yolo-asff: YOLOv3 with Adaptively Spatial Feature Fusion."""
-__version__ = "0.1.0"
-
-from .config import Config, ConfigError, load_config  # noqa: E402
-from .models import build_model  # noqa: E402
+from .config import Config, ConfigError, load_config
+from .models import build_model
+from .version import __version__
 
 __all__ = ["Config", "ConfigError", "build_model", "load_config", "load_darknet_weights", "__version__"]
 

@@ -3,7 +3,7 @@
 Each part of the package raises a subclass with a message that says what is wrong and what to
 do, naming the file or config key: :class:`~yolo_asff.config.ConfigError` (configs),
 :class:`~yolo_asff.data.records.DatasetError` (annotation files and pictures),
-:class:`~yolo_asff.engine.checkpoint.CheckpointError` (weights files),
+:class:`~yolo_asff.io.checkpoint.CheckpointError` (weights files),
 :class:`~yolo_asff.engine.trainer.TrainingError` (a run that cannot go on),
 :class:`~yolo_asff.engine.export.ExportError`, :class:`~yolo_asff.engine.benchmark.BenchmarkError`,
 :class:`~yolo_asff.io.official.OfficialCheckpointError` and

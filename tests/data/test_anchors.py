@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import thin_config
 from yolo_asff.config import load_config
 from yolo_asff.data import load_split
 from yolo_asff.data.anchors import (
@@ -21,24 +22,6 @@ from yolo_asff.engine.anchors import current_anchors, fit_for_config
 from yolo_asff.models.build import YOLOV3_ANCHORS
 from yolo_asff.models.loss import assign_targets
 from yolo_asff.utils.boxes import shape_iou
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def thin_config(tmp: Path, root: Path, anchors: str = "null", name: str = "thin.yaml") -> Path:
-    """The shipped builtin recipe (ASFF, width 0.125, 256 px, train.anchor_thresh 0.25) on a thin-object set."""
-    text = "\n".join([
-        f"_base_: {REPO / 'configs' / 'builtin.yaml'}",
-        f"model: {{num_classes: 2, anchors: {anchors}}}",
-        "data:",
-        "  builtin: false",
-        f"  root: {root}",
-        "  train: {ann_file: annotations/train.json, img_dir: images/train}",
-        "  val: {ann_file: annotations/val.json, img_dir: images/val}",
-        "  num_workers: 0", ""])
-    path = tmp / name
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")

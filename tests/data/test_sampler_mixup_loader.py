@@ -142,6 +142,7 @@ def _sizes_in_process(rank, queue):
     queue.put((rank, [b[0].size for b in batches]))
 
 
+@pytest.mark.slow
 def test_two_real_processes_draw_the_same_sizes():
     ctx = torch.multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -152,3 +153,25 @@ def test_two_real_processes_draw_the_same_sizes():
     for p in procs:
         p.join(timeout=60)
     assert results[0] == results[1] and len(set(results[0])) > 1
+
+
+def test_the_order_of_an_epoch_survives_a_change_of_process_count():
+    from yolo_asff.data.sampler import EpochOrder, MultiScaleBatchSampler
+
+    def steps(world, batch, start):
+        """The images of each global step: the union over the processes' batches."""
+        per_rank = []
+        for rank in range(world):
+            sampler = MultiScaleBatchSampler(EpochOrder(30, seed=7, rank=rank, world=world), batch, 5, 64, None, seed=7)
+            sampler.set_epoch(2, start_image=start)
+            per_rank.append([[r.index for r in b] for b in sampler])
+        assert len({len(b) for b in per_rank}) == 1  # every process takes the same number of steps
+        return [sorted(i for part in step for i in part) for step in zip(*per_rank)]
+
+    order = EpochOrder(30, seed=7)
+    order.set_epoch(2)
+    full = order.order().tolist()
+    assert [i for step in steps(1, 6, 0) for i in step] == sorted(full[:6]) + sorted(full[6:12]) + \
+        sorted(full[12:18]) + sorted(full[18:24]) + sorted(full[24:30])
+    # stopped after 12 images on one process, resumed on two with batches of 2: 4 images a step, in order
+    assert steps(2, 2, 12) == [sorted(full[k:k + 4]) for k in (12, 16, 20, 24)]

@@ -9,14 +9,14 @@ import pytest
 import torch
 import yaml
 
-from tests.data.test_anchors import thin_config
+from tests.conftest import thin_config
 from yolo_asff.cli import evaluate
 from yolo_asff.config import load_config
 from yolo_asff.data import load_split
 from yolo_asff.data.records import DatasetError
 from yolo_asff.data.thin_objects import generate_thin_objects
 from yolo_asff.engine.anchors import fit_for_config, level_strides
-from yolo_asff.engine.checkpoint import load_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.engine.loading import model_for_weights
 from yolo_asff.engine.runs import resumed_config
 from yolo_asff.engine.trainer import Trainer
@@ -51,6 +51,7 @@ def test_good_anchors_get_no_warning(tmp_path, thin):
     assert "anchors (configured): best-possible recall 1.000" in log and "fit this data poorly" not in log
 
 
+@pytest.mark.slow
 def test_an_auto_run_fits_once_and_every_later_use_has_the_fitted_anchors(tmp_path, thin, capsys):
     config = thin_config(tmp_path, thin, "auto")
     cfg = load_config(config, SHORT)

@@ -16,7 +16,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tests.engine.test_evaluator import OracleModel, oracle_for, write_config, write_tiny_coco, write_tiny_voc
+from tests.conftest import write_eval_config, write_tiny_coco
+from tests.engine.conftest import OracleModel, oracle_for, write_tiny_voc
 from yolo_asff import load_config
 from yolo_asff.data import build_dataset
 from yolo_asff.engine.curves import ClassMatches, confusion_matrix, evaluation_curves, match_image
@@ -171,7 +172,7 @@ def test_voc_data_gets_the_table_and_the_plots(tmp_path):
     from yolo_asff.engine.plots import EVALUATION_PLOTS, write_evaluation_plots
 
     greys = write_tiny_voc(tmp_path)
-    cfg = load_config(write_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
+    cfg = load_config(write_eval_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
     dataset = build_dataset(cfg, "val")
     metrics = Evaluator(cfg, dataset).evaluate(OracleModel(dataset, greys, cfg.data.mean, cfg.data.std),
                                                progress=False)
@@ -184,7 +185,7 @@ def test_voc_data_gets_the_table_and_the_plots(tmp_path):
 
 def test_the_validation_loss_is_the_training_loss_of_the_eval_forward(tmp_path):
     write_tiny_coco(tmp_path)
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(write_eval_config(tmp_path))
     cfg.test.batch_size = 5  # one batch: the whole set
     dataset = build_dataset(cfg, "val")
     model = build_model(cfg)
@@ -225,7 +226,7 @@ def test_the_ap_stands_when_the_curves_cannot_be_made(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no per-image matches"):
         coco_matches(SimpleNamespace(params=SimpleNamespace(iouThrs=np.array([0.5])), evalImgs=None))
     write_tiny_coco(tmp_path)
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(write_eval_config(tmp_path))
     dataset = build_dataset(cfg, "val")
 
     def broken(*args, **kwargs):

@@ -3,7 +3,7 @@ it builds from weights and config, the output folder, broken video frames, and a
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import cv2
 import numpy as np
@@ -14,6 +14,7 @@ from yolo_asff import load_config
 from yolo_asff.assets import sample_image_path
 from yolo_asff.data.builtin import CLASSES, generate_builtin
 from yolo_asff.engine import demo
+from yolo_asff.engine.demo import OutputNamer
 from yolo_asff.errors import InvalidInputError, OutputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +110,32 @@ def test_run_demo_writes_and_counts(tmp_path, capsys):
     assert "input 64x64" in printed and "conf 0.0, nms 0.65" in printed
     with pytest.raises(InvalidInputError, match="--fusion-every"):
         demo.run_demo(sample_image_path(), tmp_path / "out", config="builtin", opts=SMALL, fusion_every=0)
+
+
+def test_demo_outputs_stay_inside_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    namer = OutputNamer(out)
+    for rel in (PurePath("../../etc/passwd.jpg"), PurePath("/abs/x.jpg"), PurePath("link/y.jpg"), PurePath("a.jpg"),
+                PurePath("a.jpg")):
+        path = namer.path_for(rel)
+        assert str(Path(path).resolve().parent).startswith(str(out.resolve())) and not path.exists()
+        path.write_text("x")
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert sorted(p.name for p in out.rglob("*.jpg")) == ["a.jpg", "a_2.jpg", "passwd.jpg", "x.jpg", "y.jpg"]
+
+
+def test_output_names_of_frames_and_dangling_links(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "sibling").mkdir()
+    (out / "sub").symlink_to(Path("..") / "sibling", target_is_directory=True)  # a prefix twin: out vs sibling
+    (out / "a.jpg").symlink_to(tmp_path / "sibling" / "evil.jpg")  # dangling: writing would land outside
+    namer = OutputNamer(out)
+    assert namer.path_for(PurePath("labels") / "cam.2024-05-01_000012", ".txt").name == "cam.2024-05-01_000012.txt"
+    assert namer.path_for(PurePath("cam.2024-05-01"), ".webm").name == "cam.2024-05-01.webm"
+    assert namer.path_for(PurePath("cam1/0001.jpg"), ".png") == out / "cam1" / "0001.png"
+    assert namer.path_for(PurePath("a.jpg")) == out / "a_2.jpg"
+    assert namer.path_for(PurePath("sub/deep/b.jpg")) == out / "b.jpg" and not (tmp_path / "sibling" / "deep").exists()

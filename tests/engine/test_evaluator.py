@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,8 +18,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from torch import nn
 
+from tests.conftest import IMAGES, free_port, write_eval_config, write_tiny_coco
+from tests.engine.conftest import OracleModel, oracle_for, write_tiny_voc
 from yolo_asff import load_config
 from yolo_asff.data import build_dataset
 from yolo_asff.data.transforms import unletterbox_boxes
@@ -35,84 +34,11 @@ from yolo_asff.engine.evaluator import (
     score_coco,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-NAMES = {3: "cat", 7: "dog", 42: "zebra"}  # gapped category ids: they must round-trip
-# image id: (width, height, grey level, [(category, [x, y, w, h], iscrowd)])
-IMAGES = {
-    11: (120, 90, 30, [(3, [10, 10, 20, 15], 0), (7, [40, 30, 50, 40], 0)]),  # small (300 px²), medium (2000)
-    12: (96, 128, 60, [(42, [5, 5, 85, 115], 0)]),  # large (9775 > 96²)
-    13: (64, 64, 90, [(3, [8, 8, 30, 30], 0), (42, [0, 0, 64, 64], 1)]),  # a crowd box
-    14: (100, 60, 150, []),  # no boxes
-    15: (80, 100, 200, [(7, [20, 40, 40, 30], 0), (3, [50, 60, 20, 30], 0)]),
-}
-
-
-def write_tiny_coco(root: Path, images=IMAGES, annotations: bool = True) -> Path:
-    """Images under root/images and root/ann.json (categories listed out of id order on purpose)."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    data = {"images": [], "annotations": [], "categories": [{"id": i, "name": NAMES[i]} for i in (42, 3, 7)]}
-    for image_id, (w, h, grey, boxes) in images.items():
-        cv2.imwrite(str(root / "images" / f"{image_id}.png"), np.full((h, w, 3), grey, np.uint8))
-        data["images"].append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
-        for cat, bbox, crowd in boxes:
-            data["annotations"].append({"id": len(data["annotations"]) + 1, "image_id": image_id, "category_id": cat,
-                                        "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": crowd})
-    if not annotations:
-        del data["annotations"]
-    (root / "ann.json").write_text(json.dumps(data))
-    return root / "ann.json"
-
-
-def write_config(root: Path, fmt: str = "coco", size: int = 64, num_classes: int = 3, extra: str = "") -> Path:
-    base = REPO / "configs" / "_base_" / "models" / "yolov3_asff.yaml"
-    if fmt == "coco":
-        data = (f"  format: coco\n  root: {root}\n  train: {{ann_file: ann.json, img_dir: images}}\n"
-                "  val: {ann_file: ann.json, img_dir: images}\n")
-    else:
-        data = (f"  format: voc\n  root: {root}\n  train: {{splits: [[2007, test]]}}\n"
-                "  val: {splits: [[2007, test]]}\n")
-    text = (f"_base_: {base}\nmodel:\n  num_classes: {num_classes}\n  width: 0.25\ndata:\n{data}  num_workers: 0\n"
-            f"{extra}test:\n  img_size: {size}\n  batch_size: 2\n")
-    path = root / "config.yaml"
-    path.write_text(text)
-    return path
-
-
-class OracleModel(nn.Module):
-    """Eval output ``(B, N, 5 + C)``: each image's non-ignored ground truth, in input pixels, shifted by ``shift``."""
-
-    def __init__(self, dataset, grey_of_image: dict, mean, std, shift: float = 0.0, slots: int = 8):
-        super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(1))  # the evaluator reads the device from the parameters
-        self.mean, self.std, self.shift, self.slots = mean[0], std[0], shift, slots
-        self.num_classes = len(dataset.class_names)
-        self.table = {}
-        for i in range(len(dataset)):
-            item, record = dataset[i], dataset.records[i]
-            keep = ~record.ignore
-            self.table[grey_of_image[item["image_id"]]] = (item["boxes"][keep], item["labels"][keep])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = images.shape
-        out = torch.zeros(b, self.slots, 5 + self.num_classes)
-        for k in range(b):
-            grey = round(float((images[k, 0, h // 2, w // 2] * self.std + self.mean) * 255))
-            boxes, labels = self.table[grey]
-            n = len(boxes)
-            out[k, :n, :4] = torch.from_numpy(boxes) + torch.tensor([self.shift, 0, self.shift, 0])
-            out[k, :n, 4] = 1.0
-            out[k, torch.arange(n), 5 + torch.from_numpy(labels)] = torch.linspace(0.9, 0.8, n)
-        return out
-
-
-def oracle_for(cfg, dataset, shift=0.0, images=IMAGES):
-    return OracleModel(dataset, {i: v[2] for i, v in images.items()}, cfg.data.mean, cfg.data.std, shift)
-
 
 @pytest.fixture()
 def coco_setup(tmp_path):
     write_tiny_coco(tmp_path)
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(write_eval_config(tmp_path))
     return tmp_path, cfg, build_dataset(cfg, "val")
 
 
@@ -221,26 +147,9 @@ def test_testdev_writes_the_results_only(coco_setup, tmp_path):
     assert Path(out["dets_path"]).is_file()
 
 
-def write_tiny_voc(root: Path) -> dict:
-    """VOCdevkit/VOC2007 test split: 2 images, one difficult object. Returns {image index: grey}."""
-    base = root / "VOC2007"
-    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (base / d).mkdir(parents=True, exist_ok=True)
-    items = {"000001": (120, 90, 40, [("dog", (11, 11, 60, 50), 0), ("cat", (70, 20, 110, 80), 1)]),
-             "000002": (80, 80, 170, [("cat", (5, 5, 40, 44), 0)])}
-    for name, (w, h, grey, objects) in items.items():
-        cv2.imwrite(str(base / "JPEGImages" / f"{name}.jpg"), np.full((h, w, 3), grey, np.uint8))
-        xml = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
-                      f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
-        (base / "Annotations" / f"{name}.xml").write_text(
-            f"<annotation><size><width>{w}</width><height>{h}</height></size>{xml}</annotation>")
-    (base / "ImageSets" / "Main" / "test.txt").write_text("000001\n000002\n")
-    return {0: 40, 1: 170}
-
-
 def test_voc_format_scores_with_the_voc_protocol(tmp_path):
     greys = write_tiny_voc(tmp_path)
-    cfg = load_config(write_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
+    cfg = load_config(write_eval_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
     dataset = build_dataset(cfg, "val")
     model = OracleModel(dataset, greys, cfg.data.mean, cfg.data.std)
     metrics = Evaluator(cfg, dataset).evaluate(model, progress=False)
@@ -254,12 +163,6 @@ def test_voc_format_scores_with_the_voc_protocol(tmp_path):
 
 
 # ----------------------------------------------------------------------------- two processes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_main(rank: int, world: int, port: int, root: str, queue) -> None:
@@ -282,7 +185,7 @@ def test_two_ranks_share_the_images_and_return_the_same_numbers(coco_setup):
     # fork: the children start in a second instead of importing torch and the package again
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    mp.start_processes(_rank_main, args=(2, _free_port(), str(root), queue), nprocs=2, join=True,
+    mp.start_processes(_rank_main, args=(2, free_port(), str(root), queue), nprocs=2, join=True,
                        start_method="fork")
     results = sorted(queue.get(timeout=10) for _ in range(2))
     assert [mine for _, mine, _ in results] == [3, 3]  # 5 images, padded to 6 by the DistributedSampler
@@ -318,7 +221,7 @@ def test_a_rank_that_fails_to_predict_fails_every_rank_together(coco_setup):
     root, _, _ = coco_setup
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    mp.start_processes(_failing_rank_main, args=(2, _free_port(), str(root), queue), nprocs=2, join=True,
+    mp.start_processes(_failing_rank_main, args=(2, free_port(), str(root), queue), nprocs=2, join=True,
                        start_method="fork")
     results = sorted((queue.get(timeout=10) for _ in range(4)), key=lambda r: (r[0], str(r[1])))
     messages = [m for _, m in results if isinstance(m, str)]
@@ -378,7 +281,7 @@ def test_faster_coco_eval_on_known_answers_empty_results_and_an_image_subset(coc
 
 def test_faster_coco_eval_on_voc_ground_truth_with_difficult_boxes(tmp_path):
     greys = write_tiny_voc(tmp_path)
-    cfg = load_config(write_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
+    cfg = load_config(write_eval_config(tmp_path, "voc", num_classes=2, extra="  class_names: [cat, dog]\n"))
     dataset = build_dataset(cfg, "val")
     results = {}
     for backend in ("pycocotools", "faster"):

@@ -7,12 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.engine.test_trainer import TRAIN, free_port, write_config, write_shapes_dataset
+import pytest
+
+from tests.conftest import free_port
+from tests.engine.conftest import TRAIN, write_config, write_shapes_dataset
 from yolo_asff.config import load_config
 from yolo_asff.data.builtin import generate_builtin
 from yolo_asff.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # end to end: training runs, one under torchrun
 
 
 def test_the_guided_head_learns_on_the_builtin_data(tmp_path):

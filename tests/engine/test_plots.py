@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.test_trainer import write_config, write_shapes_dataset
+from tests.engine.conftest import write_config, write_shapes_dataset
 from yolo_asff.config import load_config
-from yolo_asff.engine.checkpoint import load_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.engine.plots import EVALUATION_PLOTS, results_table, write_labels_plot, write_results
 from yolo_asff.engine.trainer import Trainer
 from yolo_asff.utils.plots import CONFUSION_SIZE, CURVE_SIZE, LABELS_SIZE, results_size
@@ -74,6 +74,7 @@ def tensorboard_tags(folder):
     return events.Tags()
 
 
+@pytest.mark.slow
 def test_a_run_writes_its_plots_and_results_csv_survives_a_resume(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
     out = tmp_path / "run"

@@ -8,9 +8,10 @@ import pytest
 
 from yolo_asff import build_model, load_config
 from yolo_asff.config import ConfigError
-from yolo_asff.engine.checkpoint import save_checkpoint
-from yolo_asff.engine.runs import RunError, default_run_folder, plan_run
+from yolo_asff.engine.runs import RunError, default_run_folder, holds_run, plan_run, run_folder
+from yolo_asff.io.checkpoint import save_checkpoint
 
+REPO = Path(__file__).resolve().parents[2]
 SMALL = ["model.width=0.125"]
 
 
@@ -51,3 +52,37 @@ def test_a_resume_uses_the_saved_config_with_the_safe_changes(tmp_path):
     assert plan_run(None, out=run, resume="").checkpoint == run / "last.pth"  # --resume alone: the --out run's
     with pytest.raises(RunError, match="cannot change mid-run"):
         plan_run(None, ["model.width=0.25"], resume=str(run / "last.pth"))
+
+
+def test_run_folder_rules(tmp_path, monkeypatch):
+    cfg = load_config(REPO / "configs" / "builtin.yaml")
+    mine = tmp_path / "experiment"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own notes")
+    assert not holds_run(mine)  # a user's folder with a config.yaml is not a run
+    (mine / "last.pth").write_bytes(b"x")
+    monkeypatch.chdir(mine)
+    with pytest.raises(RunError, match="runs inside it"):
+        run_folder(cfg, ".", True, tmp_path / "runs" / "x")
+    monkeypatch.chdir(tmp_path)
+    folder, notes = run_folder(cfg, "experiment", True, tmp_path / "runs" / "x")
+    assert folder == Path("experiment") and not folder.exists() and "moved to" in notes[0]
+
+
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_folder(tmp_path, monkeypatch):
+    cfg = load_config(REPO / "configs" / "builtin.yaml")
+    failed = tmp_path / "run"
+    failed.mkdir()
+    (failed / "config.yaml").write_text("model: {}\n")
+    (failed / "train.log").write_text("error: the training set has 3 images, fewer than one step takes\n")
+    monkeypatch.chdir(tmp_path)
+    folder, notes = run_folder(cfg, "run", False, tmp_path / "runs" / "x")  # no --force needed
+    assert folder == Path("run") and not folder.exists() and "before its first checkpoint" in notes[0]
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "train.log").is_file()  # nothing deleted
+    failed.mkdir()
+    (failed / "config.yaml").write_text("model: {}\n")
+    (failed / "train.log").write_text("")
+    (failed / "last.pth").write_bytes(b"x")
+    with pytest.raises(RunError, match="already holds a run"):  # a run with a checkpoint still needs --force
+        run_folder(cfg, "run", False, tmp_path / "runs" / "x")

@@ -2,86 +2,27 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 import yaml
 
+from tests.conftest import free_port
+from tests.engine.conftest import TRAIN, write_config, write_shapes_dataset
 from yolo_asff.config import load_config
 from yolo_asff.data.mosaic import Mosaic
-from yolo_asff.engine.checkpoint import load_checkpoint, save_checkpoint
+from yolo_asff.io.checkpoint import load_checkpoint, save_checkpoint
 from yolo_asff.engine.ema import ModelEMA
-from yolo_asff.engine.optim import LrSchedule, build_optimizer
 from yolo_asff.engine.trainer import Trainer, TrainingError, load_initial_weights
 from yolo_asff.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-TRAIN = REPO / "tools" / "train.py"
-
-
-def write_shapes_dataset(root: Path, images: int = 4, size: int = 128, seed: int = 0) -> Path:
-    """A COCO dataset of big, easy shapes: red squares (class 'square', id 3) and green discs ('disc', id 7)."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    anns, infos = [], []
-    half = size // 2
-    for i in range(images):
-        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        for k in range(2):  # one shape in the top-left quarter, one in the bottom-right: never overlapping
-            cls = (i + k) % 2
-            side = int(rng.integers(28, 48))
-            x = k * half + int(rng.integers(0, half - side))
-            y = k * half + int(rng.integers(0, half - side))
-            if cls == 0:
-                cv2.rectangle(img, (x, y), (x + side - 1, y + side - 1), (0, 0, 230), -1)
-            else:
-                cv2.circle(img, (x + side // 2, y + side // 2), side // 2, (0, 220, 0), -1)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": [3, 7][cls], "bbox": [x, y, side, side],
-                         "area": side * side, "iscrowd": 0})
-        name = f"{i:03d}.png"
-        cv2.imwrite(str(root / "images" / name), img)
-        infos.append({"id": i, "file_name": name, "width": size, "height": size})
-    data = {"images": infos, "annotations": anns,
-            "categories": [{"id": 3, "name": "square"}, {"id": 7, "name": "disc"}]}
-    (root / "train.json").write_text(json.dumps(data))
-    return root
-
-
-def write_config(tmp: Path, data_root: Path, **train) -> Path:
-    opts = {"epochs": 2, "batch_size": 2, "nominal_batch_size": 2, "ref_batch_size": 2, "lr": 0.01,
-            "warmup_epochs": 0.5, "cosine_start_epoch": 1, "cosine_end_epoch": 100, "mixup": False,
-            "eval_interval": 1000, "save_interval": 1, "fixed_size_epochs": 0, **train}
-    train_yaml = ", ".join(f"{k}: {json.dumps(v)}" for k, v in opts.items())
-    text = f"""
-_base_: {REPO / 'configs' / '_base_' / 'models' / 'yolov3_asff.yaml'}
-model: {{num_classes: 2, width: 0.125}}
-data:
-  format: coco
-  root: {data_root}
-  train: {{ann_file: train.json, img_dir: images}}
-  val: {{ann_file: train.json, img_dir: images}}
-  img_size: 128
-  multiscale_range: [96, 128]
-  multiscale_interval: 1
-  num_workers: 0
-  aug: {{expand_prob: 0.3, crop_prob: 0.3, affine_prob: 0.3}}
-test: {{img_size: 128, batch_size: 4}}
-train: {{{train_yaml}}}
-runtime: {{log_interval: 1, deterministic: true}}
-"""
-    path = tmp / "cfg.yaml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -89,65 +30,10 @@ def shapes(tmp_path_factory) -> Path:
     return write_shapes_dataset(tmp_path_factory.mktemp("shapes"))
 
 
-# ------------------------------------------------------------------------------ schedule, optimizer, EMA
-
-
-def test_lr_schedule_warmup_cosine_and_steps():
-    s = LrSchedule(0.01, warmup_epochs=5, kind="cosine", cosine_start=20, cosine_end=270, min_lr=1e-5)
-    assert s(0) == 0 and s(2.5) == pytest.approx(0.01 / 16)  # progress^4
-    assert s(5) == s(19.9) == 0.01
-    assert s(145) == pytest.approx(1e-5 + (0.01 - 1e-5) / 2)
-    assert s(270) == s(299) == 1e-5
-    step = LrSchedule(0.1, warmup_epochs=0, kind="step", steps=(3, 6), gamma=0.1)
-    assert [round(step(e), 6) for e in (0, 2.9, 3, 6.5)] == [0.1, 0.1, 0.01, 0.001]
-
-
-def test_weight_decay_only_on_conv_weights():
-    model = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125"]))
-    opt = build_optimizer(model, 0.01, 0.9, 5e-4, nesterov=True)
-    decay, no_decay = opt.param_groups
-    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0
-    assert all(p.dim() == 4 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-    assert opt.defaults["nesterov"]
-    adamw = build_optimizer(model, 0.001, 0.9, 0.05, kind="adamw")
-    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.05
-    assert adamw.param_groups[1]["weight_decay"] == 0 and adamw.defaults["betas"] == (0.9, 0.999)
-
-
-def test_ema_ramps_and_averages():
-    model = torch.nn.Linear(2, 1, bias=False)
-    ema = ModelEMA(model, decay=0.5, ramp=1.0)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    start = ema.module.weight.clone()
-    ema.update(model)
-    d = 0.5 * (1 - math.exp(-1))
-    assert torch.allclose(ema.module.weight, d * start + (1 - d) * torch.ones_like(start))
-
-
-def test_the_ema_copies_frozen_weights_and_statistics_instead_of_averaging_them():
-    """d·x + (1 − d)·x drifts from x by an ulp now and then: after 3,000 updates it has (measured), so
-    what does not train is copied, and a frozen layer stays bit-identical in the EMA too."""
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 4, 1))
-    with torch.no_grad():
-        model[1].running_mean.normal_()
-        model[1].running_var.uniform_(0.5, 2.0)
-    model[:2].requires_grad_(False)  # the conv and its BatchNorm frozen, the last conv trains
-    ema = ModelEMA(model, decay=0.9998, ramp=2000.0)
-    frozen = {k: v.clone() for k, v in model[:2].state_dict().items()}
-    for _ in range(3000):
-        with torch.no_grad():
-            model[2].weight.add_(1e-4)
-        ema.update(model)
-    averaged = ema.module.state_dict()
-    assert all(torch.equal(averaged[k], v) for k, v in frozen.items())
-    assert not torch.equal(averaged["2.weight"], model[2].weight)  # the trained conv is still averaged
-
-
 # ------------------------------------------------------------------------------ learning
 
 
+@pytest.mark.slow
 def test_a_tiny_model_overfits_a_handful_of_images(tmp_path, shapes):
     cfg = load_config(write_config(tmp_path, shapes), [
         "train.epochs=100", "train.batch_size=4", "train.nominal_batch_size=4", "train.ref_batch_size=4",
@@ -170,6 +56,7 @@ def test_a_tiny_model_overfits_a_handful_of_images(tmp_path, shapes):
 # ------------------------------------------------------------------------------ resume
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path, shapes):
     """Two epochs straight == one epoch, stop, resume for one more (augmentation and multi-scale on)."""
     cfg_path = write_config(tmp_path, shapes, epochs=2, ema=True)
@@ -197,6 +84,7 @@ MOSAIC_MIXUP = ["data.aug.mosaic_prob=1.0", "train.no_mosaic_epochs=0", "train.m
                 "train.no_mixup_epochs=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opts", [[], MOSAIC_MIXUP], ids=["plain", "mosaic_mixup"])
 def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch, opts):
     cfg_path = write_config(tmp_path, shapes, epochs=2, ema=False)
@@ -233,6 +121,7 @@ def test_resume_mid_epoch_after_an_interrupt(tmp_path, shapes, monkeypatch, opts
 # ------------------------------------------------------------------------------ faults
 
 
+@pytest.mark.slow
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, shapes):
     trainer = Trainer(load_config(write_config(tmp_path, shapes, nonfinite_patience=3, epochs=3)),
                       tmp_path / "run", progress=False)
@@ -270,6 +159,7 @@ def test_fine_tuning_weights_from_another_class_count(tmp_path):
         load_initial_weights(two, tmp_path / "nope.pth")
 
 
+@pytest.mark.slow
 def test_an_evaluation_that_fails_costs_no_epoch(tmp_path, shapes, monkeypatch, capsys):
     cfg = load_config(write_config(tmp_path, shapes, epochs=2, eval_interval=1))
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
@@ -285,6 +175,7 @@ def test_an_evaluation_that_fails_costs_no_epoch(tmp_path, shapes, monkeypatch, 
     assert "Traceback" in (tmp_path / "run" / "train.log").read_text()  # the log file keeps the details
 
 
+@pytest.mark.slow
 def test_a_run_killed_during_evaluation_resumes_with_that_evaluation(tmp_path, shapes, monkeypatch):
     cfg_path = write_config(tmp_path, shapes, epochs=2, eval_interval=1)
     first = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
@@ -302,6 +193,7 @@ def test_a_run_killed_during_evaluation_resumes_with_that_evaluation(tmp_path, s
     assert [h["epoch"] for h in metrics["history"]] == [1, 2] and (tmp_path / "run" / "best.pth").is_file()
 
 
+@pytest.mark.slow
 def test_a_coco_file_with_string_ids_and_no_annotation_ids_trains_and_scores_as_the_clean_one(tmp_path, shapes):
     from yolo_asff.engine.evaluator import Evaluator
 
@@ -338,6 +230,7 @@ def run_train(*args, env=None, timeout=300):
                           timeout=timeout, env=env, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_input_without_a_traceback(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes)
     cases = [
@@ -353,6 +246,7 @@ def test_cli_refuses_bad_input_without_a_traceback(tmp_path, shapes):
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_cli_sigterm_saves_then_resume_finishes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "run"
@@ -379,12 +273,7 @@ def test_cli_sigterm_saves_then_resume_finishes(tmp_path, shapes):
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1, eval_interval=1)
     out = tmp_path / "ddp"
@@ -447,6 +336,7 @@ def twelve(tmp_path_factory) -> Path:
     return write_shapes_dataset(tmp_path_factory.mktemp("twelve"), images=12, seed=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["batch size", "accumulation"])
 def test_a_resume_with_another_batch_geometry_continues_the_schedule_and_the_order(tmp_path, twelve, change):
     # batch size: 4 images a step as 4 x 1, then as 2 x 2 accumulated: the same lr at the same image.
@@ -484,6 +374,7 @@ def test_a_resume_with_another_batch_geometry_continues_the_schedule_and_the_ord
     assert "resuming with" in (tmp_path / "cut" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_resume_on_a_grown_dataset_keeps_the_fraction_of_the_epoch(tmp_path, twelve):
     cfg_path = write_config(tmp_path, twelve, epochs=2, batch_size=4, nominal_batch_size=4)
     cut = Trainer(load_config(cfg_path), tmp_path / "run", progress=False)
@@ -498,28 +389,7 @@ def test_a_resume_on_a_grown_dataset_keeps_the_fraction_of_the_epoch(tmp_path, t
     assert min(steps) == (0, 8) and steps[(0, 8)] == (pytest.approx(1 / 3), pytest.approx(cut.schedule(1 / 3)))
 
 
-def test_the_order_of_an_epoch_survives_a_change_of_process_count():
-    from yolo_asff.data.sampler import EpochOrder, MultiScaleBatchSampler
-
-    def steps(world, batch, start):
-        """The images of each global step: the union over the processes' batches."""
-        per_rank = []
-        for rank in range(world):
-            sampler = MultiScaleBatchSampler(EpochOrder(30, seed=7, rank=rank, world=world), batch, 5, 64, None, seed=7)
-            sampler.set_epoch(2, start_image=start)
-            per_rank.append([[r.index for r in b] for b in sampler])
-        assert len({len(b) for b in per_rank}) == 1  # every process takes the same number of steps
-        return [sorted(i for part in step for i in part) for step in zip(*per_rank)]
-
-    order = EpochOrder(30, seed=7)
-    order.set_epoch(2)
-    full = order.order().tolist()
-    assert [i for step in steps(1, 6, 0) for i in step] == sorted(full[:6]) + sorted(full[6:12]) + \
-        sorted(full[12:18]) + sorted(full[18:24]) + sorted(full[24:30])
-    # stopped after 12 images on one process, resumed on two with batches of 2: 4 images a step, in order
-    assert steps(2, 2, 12) == [sorted(full[k:k + 4]) for k in (12, 16, 20, 24)]
-
-
+@pytest.mark.slow
 def test_config_changes_on_resume_are_checked_recorded_and_the_config_kept(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1)
     out = tmp_path / "runs" / "cfg"
@@ -539,6 +409,7 @@ def test_config_changes_on_resume_are_checked_recorded_and_the_config_kept(tmp_p
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == 2
 
 
+@pytest.mark.slow
 def test_new_runs_are_numbered_and_force_moves_the_old_one_aside(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=1)
     opts = ["--opts", f"runtime.output_dir={tmp_path / 'runs'}"]
@@ -568,6 +439,7 @@ def _killed_by_group_sigterm(cmd, out: Path, wait_for: str):
     return proc.returncode, rest
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_saves_with_loader_workers_and_the_run_resumes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "run"
@@ -580,6 +452,7 @@ def test_sigterm_to_the_process_group_saves_with_loader_workers_and_the_run_resu
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=30)
     out = tmp_path / "ddp"
@@ -598,6 +471,7 @@ def test_sigterm_to_the_process_group_under_torchrun(tmp_path, shapes):
     assert json.loads((out / "metrics.json").read_text())["epochs_done"] == saved["epoch"] + 1
 
 
+@pytest.mark.slow
 def test_every_image_of_a_resumed_epoch_reaches_an_optimizer_step(tmp_path, twelve):
     """Resumed at image 3 with batches of 2 and accumulation 3: 4 batches are left (steps 1-4). Windows keep
     a straight run's alignment (steps 0-2, 3-5), cut short by the resume point and the epoch's end: steps 1-2
@@ -611,23 +485,6 @@ def test_every_image_of_a_resumed_epoch_reaches_an_optimizer_step(tmp_path, twel
     resumed.optimizer.step = lambda *a, **k: (steps.append(resumed.images_in_epoch), real_step(*a, **k))[1]
     resumed.train()
     assert steps == [5, 9]  # after images 3-6 (steps 1-2), then 7-10 (steps 3-4); recorded before counting
-
-
-def test_run_folder_rules(tmp_path, monkeypatch):
-    from yolo_asff.engine.runs import RunError, holds_run, run_folder
-
-    cfg = load_config(REPO / "configs" / "builtin.yaml")
-    mine = tmp_path / "experiment"
-    mine.mkdir()
-    (mine / "config.yaml").write_text("my own notes")
-    assert not holds_run(mine)  # a user's folder with a config.yaml is not a run
-    (mine / "last.pth").write_bytes(b"x")
-    monkeypatch.chdir(mine)
-    with pytest.raises(RunError, match="runs inside it"):
-        run_folder(cfg, ".", True, tmp_path / "runs" / "x")
-    monkeypatch.chdir(tmp_path)
-    folder, notes = run_folder(cfg, "experiment", True, tmp_path / "runs" / "x")
-    assert folder == Path("experiment") and not folder.exists() and "moved to" in notes[0]
 
 
 # ------------------------------------------------------------------------------ stopping early, freezing
@@ -644,6 +501,7 @@ class ScriptedEvaluator:
         return {"AP": ap, "AP50": ap, "AP75": ap}
 
 
+@pytest.mark.slow
 def test_patience_stops_with_a_checkpoint_and_a_resume_continues_only_when_raised(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=6, eval_interval=1, patience=2, ema=False, batch_size=4,
                             nominal_batch_size=4)  # one step an epoch
@@ -683,6 +541,7 @@ def _clock_jumps_after(trainer, steps: int, seconds: float) -> None:
     trainer.optimizer.step = step_then_jump
 
 
+@pytest.mark.slow
 def test_time_limit_stops_mid_epoch_with_a_checkpoint_and_a_final_evaluation(tmp_path, shapes):
     cfg_path = write_config(tmp_path, shapes, epochs=3, eval_interval=1000, time_limit=0.5)
     run = tmp_path / "run"
@@ -709,6 +568,7 @@ def test_time_limit_stops_mid_epoch_with_a_checkpoint_and_a_final_evaluation(tmp
     assert [h["epoch"] for h in metrics["history"]] == [1.5, 3]
 
 
+@pytest.mark.slow
 def test_cli_time_limit_exits_normally_and_a_resume_without_it_finishes(tmp_path, shapes):
     cfg = write_config(tmp_path, shapes, epochs=2, time_limit=1e-7)  # spent before the first step
     out = tmp_path / "run"
@@ -729,6 +589,7 @@ def _batchnorms(module):
     return [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze, frozen_stages", [(3, 3), ("backbone", 6)])
 def test_frozen_stages_stay_bit_identical_in_the_model_and_the_ema(tmp_path, shapes, freeze, frozen_stages):
     cfg = load_config(write_config(tmp_path, shapes, epochs=1, ema=True, freeze=freeze))
@@ -751,27 +612,6 @@ def test_frozen_stages_stay_bit_identical_in_the_model_and_the_ema(tmp_path, sha
     for k, module in enumerate(trained, start=len(frozen)):
         assert any(not torch.equal(p, before[k][n]) for n, p in module.named_parameters()), k  # they did train
     assert "frozen: " in (tmp_path / "run" / "train.log").read_text()
-
-
-def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_folder(tmp_path, monkeypatch):
-    from yolo_asff.engine.runs import RunError, run_folder
-
-    cfg = load_config(REPO / "configs" / "builtin.yaml")
-    failed = tmp_path / "run"
-    failed.mkdir()
-    (failed / "config.yaml").write_text("model: {}\n")
-    (failed / "train.log").write_text("error: the training set has 3 images, fewer than one step takes\n")
-    monkeypatch.chdir(tmp_path)
-    folder, notes = run_folder(cfg, "run", False, tmp_path / "runs" / "x")  # no --force needed
-    assert folder == Path("run") and not folder.exists() and "before its first checkpoint" in notes[0]
-    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
-    assert len(moved) == 1 and (moved[0] / "train.log").is_file()  # nothing deleted
-    failed.mkdir()
-    (failed / "config.yaml").write_text("model: {}\n")
-    (failed / "train.log").write_text("")
-    (failed / "last.pth").write_bytes(b"x")
-    with pytest.raises(RunError, match="already holds a run"):  # a run with a checkpoint still needs --force
-        run_folder(cfg, "run", False, tmp_path / "runs" / "x")
 
 
 def test_an_unusable_validation_split_stops_the_run_before_it_trains(tmp_path, shapes):

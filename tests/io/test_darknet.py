@@ -216,7 +216,8 @@ def test_opencv_reads_our_export_and_agrees(tmp_path, variant):
     # thresh=0 in the [yolo] sections: OpenCV zeroes no class score, so every value is compared.
     assert (theirs[:, 5:] > 0).all()
     # Measured with matching epsilons: at most ~5e-6 relative (float32 summation order over 75
-    # layers), so rtol=2e-5 leaves a 4x margin, tighter than SPEC section 7's ~1e-4 (which covers an
-    # epsilon mismatch); a wrong layer, route, anchor or row order moves values by more than 1e-2.
+    # layers), so rtol=2e-5 leaves a 4x margin, tighter than the ~1e-4 that a batch-norm
+    # epsilon mismatch explains (README, "Darknet weights"); a wrong layer, route, anchor or row order moves
+    # values by more than 1e-2.
     # atol only matters for the few values within 1e-6 of zero.
     np.testing.assert_allclose(theirs, ours, rtol=2e-5, atol=1e-6)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.engine.test_evaluator import write_tiny_coco
-from yolo_asff.engine.checkpoint import load_checkpoint
+from tests.conftest import write_tiny_coco
+from yolo_asff.io.checkpoint import load_checkpoint
 from yolo_asff.io.official import (
     OfficialCheckpointError,
     build_official_model,
@@ -87,6 +87,7 @@ def test_wrong_files_are_refused_naming_the_first_bad_key():
         convert_official_state_dict(yolov3_only)
 
 
+@pytest.mark.slow
 def test_convert_tool_writes_a_checkpoint_and_config_that_eval_uses(tmp_path):
     src = tmp_path / "yolov3_asff_official.pth"
     torch.save(official_state_dict("asff", num_classes=3), src)
@@ -116,6 +117,7 @@ def test_convert_tool_writes_a_checkpoint_and_config_that_eval_uses(tmp_path):
     assert "--opts model.num_classes=3" in out.stderr
 
 
+@pytest.mark.slow
 def test_convert_tool_refuses_what_it_cannot_convert(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")

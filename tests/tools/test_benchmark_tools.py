@@ -135,6 +135,7 @@ def test_cuda_without_a_gpu_exits_2(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_gpu_script_runs_on_cpu_and_reports_failures(tmp_path):
     """The GPU script's wiring at toy scale: one infer run, one refused (fp16 on CPU) run, a summary."""
     env = {**os.environ, "DEVICE": "cpu", "SIZE": "64", "INFER_BATCH": "2", "WARMUP": "0", "ITERS": "1",

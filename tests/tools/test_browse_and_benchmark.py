@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from yolo_asff.data.builtin import generate_builtin
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # end to end: the tools in subprocesses
 
 
 def run(tool, *args):

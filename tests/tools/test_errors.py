@@ -14,7 +14,7 @@ import pytest
 
 from yolo_asff import build_model, load_config
 from yolo_asff.data.builtin import generate_builtin
-from yolo_asff.engine.checkpoint import save_checkpoint
+from yolo_asff.io.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "builtin.yaml")
@@ -128,6 +128,7 @@ def test_unusable_data_is_exit_1_for_the_dataset_check(files, capsys):
     assert status == 1 and "train: UNUSABLE" in out.out and "Traceback" not in out.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, family", [("train", "weights"), ("eval", "data"), ("export", "output")])
 def test_as_a_process_too(files, name, family):
     argv = cases(files)[name][family]

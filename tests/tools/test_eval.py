@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from tests.engine.test_evaluator import write_config, write_tiny_coco
+from tests.conftest import write_eval_config, write_tiny_coco
 from yolo_asff import build_model, load_config
 from yolo_asff.cli import evaluate as eval_tool
-from yolo_asff.engine.checkpoint import load_weights_file, save_checkpoint
+from yolo_asff.engine.checkpoint import load_weights_file
+from yolo_asff.io.checkpoint import save_checkpoint
 from yolo_asff.engine.evaluator import METRIC_KEYS
 from yolo_asff.io.darknet import save_darknet_weights
 
@@ -26,9 +28,10 @@ def run(*args):
                           cwd=REPO, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_eval_end_to_end_writes_metrics_and_detections(tmp_path):
     write_tiny_coco(tmp_path)
-    config = write_config(tmp_path)
+    config = write_eval_config(tmp_path)
     model = build_model(load_config(config))
     ckpt = tmp_path / "last.pth"
     save_checkpoint(ckpt, model, ema=build_model(load_config(config)), epoch=1)
@@ -53,7 +56,7 @@ def test_eval_end_to_end_writes_metrics_and_detections(tmp_path):
 
 def test_checkpoint_ema_weights_are_preferred_and_darknet_files_load(tmp_path):
     write_tiny_coco(tmp_path)
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(write_eval_config(tmp_path))
     model, ema = build_model(cfg), build_model(cfg)
     save_checkpoint(tmp_path / "a.pth", model, ema=ema)
     save_checkpoint(tmp_path / "b.pth", model)
@@ -74,7 +77,7 @@ def test_checkpoint_ema_weights_are_preferred_and_darknet_files_load(tmp_path):
 
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     write_tiny_coco(tmp_path)
-    config = write_config(tmp_path)
+    config = write_eval_config(tmp_path)
     assert eval_tool.main(["--config", str(config), "--weights", str(tmp_path / "nope.pth")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: weights file not found:") and "nope.pth" in err and "Traceback" not in err
@@ -95,7 +98,7 @@ def test_the_plots_go_beside_the_json_or_to_plots(tmp_path, capsys):
     import cv2
 
     write_tiny_coco(tmp_path)
-    config = write_config(tmp_path)
+    config = write_eval_config(tmp_path)
     ckpt = tmp_path / "last.pth"
     save_checkpoint(ckpt, build_model(load_config(config)), epoch=1)
     common = ["--config", str(config), "--weights", str(ckpt), "--device", "cpu"]

@@ -12,7 +12,7 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.engine.checkpoint import save_checkpoint  # noqa: E402
+from yolo_asff.io.checkpoint import save_checkpoint  # noqa: E402
 from yolo_asff.engine.export import DetectorWithNms, check_onnx, export_onnx  # noqa: E402
 from yolo_asff.engine.postprocess import postprocess  # noqa: E402
 

@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from yolo_asff import build_model, load_config  # noqa: E402
-from yolo_asff.engine.checkpoint import save_checkpoint  # noqa: E402
+from yolo_asff.io.checkpoint import save_checkpoint  # noqa: E402
 from yolo_asff.engine.export import (  # noqa: E402
     DEFAULT_OPSET, DEFORM_CONV_OPSET, ExportError, OnnxRuntimeUnsupportedError, _deform_conv_symbolic, check_onnx,
     export_onnx, resolve_opset, uses_deform_conv,

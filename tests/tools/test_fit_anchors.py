@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.test_anchors import thin_config
+from tests.conftest import thin_config
 from yolo_asff.cli import COMMANDS
 from yolo_asff.cli import main as yolo_asff
 from yolo_asff.config import load_config
@@ -53,6 +53,7 @@ def test_the_command_prints_both_and_writes_the_figures_and_a_block_to_paste(tmp
     assert "(the rule when train.anchor_thresh is null)" in out and "note: train.anchor_thresh is null" in out
 
 
+@pytest.mark.slow
 def test_the_tool_reports_user_errors_in_one_line(tmp_path, thin):
     one = generate_thin_objects(tmp_path / "one", train=1, val=1, seed=0)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "model_info.py"
+
+pytestmark = pytest.mark.slow  # end to end: the tool in a subprocess
 
 
 def run(*args):

@@ -42,7 +42,7 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     width = max(map(len, COMMANDS))
     lines = [f"yolo-asff {__version__}: YOLOv3 with ASFF (training, evaluation, inference)", "",
@@ -71,7 +71,7 @@ def main(argv: List[str]) -> int:
         print(_usage())
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from .. import __version__
+        from ..version import __version__
 
         print(f"yolo-asff {__version__}")
         return 0

@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from .. import load_config
+from ..config import load_config
 from ..engine.benchmark import (
     PRECISIONS, benchmark_data, benchmark_inference, benchmark_training, check_precision, environment,
     format_table,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import List
 
-from .. import load_config
+from ..config import load_config
 from ..data.check import box_size_table, check_dataset
 from ..utils.cli import add_config_arguments, tool_main, tool_parser
 from ..utils.logging import setup_logging

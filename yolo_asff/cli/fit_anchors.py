@@ -18,8 +18,7 @@ from __future__ import annotations
 import shlex
 from typing import List
 
-from .. import load_config
-from ..config import Config
+from ..config import Config, load_config
 from ..data.anchors import GOOD_RECALL, AnchorFit, AnchorStats, anchors_yaml
 from ..data.build import load_split
 from ..engine.anchors import anchor_source, fit_for_config, level_strides, one_anchor_note

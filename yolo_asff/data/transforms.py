@@ -1,4 +1,4 @@
-"""Training augmentation and the evaluation resize (SPEC section 9).
+"""Training augmentation and the evaluation resize (the ``data.aug`` keys in docs/CONFIG.md).
 
 Geometric steps are our own numpy/OpenCV code so that boxes follow the pixels
 exactly (expand, min-IoU crop, flip, affine, letterbox); the photometric jitter is

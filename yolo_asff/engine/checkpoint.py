@@ -1,19 +1,9 @@
-"""The one checkpoint format: atomic saves, safe loads, tolerant weight loading.
+"""Whether weights fit a model, and loading them: one rule, strict or lenient.
 
-A checkpoint is a dict saved with ``torch.save``::
-
-    {"format": "yolo_asff", "version": 1, "model": state_dict,
-     "ema": state_dict | None, "optimizer": ..., "scheduler": ..., "scaler": ...,
-     "epoch": int, "iteration": int, "config": dict | None, "class_names": [str] | None,
-     "category_ids": [int] | None, "extra": dict}
-
-``config`` (the resolved config) and ``class_names`` make a checkpoint self-contained: the tools
-build its model, read its input size and normalisation, and name its classes from it alone.
-Whether weights fit a model is one rule (:func:`load_weights_file`): strict for everything that
-runs a model (evaluation, demo, export, benchmark), lenient only for fine-tuning.
-
-Only tensors, containers and plain Python values go in, so every file loads with
-``torch.load(..., weights_only=True)``: a checkpoint from somebody else cannot run code.
+:func:`load_weights_file` fills a model from any weights file the package reads: a checkpoint in the
+one format (:mod:`yolo_asff.io.checkpoint`) or a bare state_dict, a Darknet file
+(:mod:`yolo_asff.io.darknet`) or an official ASFF release (:mod:`yolo_asff.io.official`). It is strict
+for everything that runs a model (evaluation, demo, export, benchmark), lenient only for fine-tuning.
 """
 from __future__ import annotations
 
@@ -26,21 +16,15 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..errors import YoloAsffError
 from ..io import official
-from ..io.darknet import load_darknet_weights
-from ..utils.files import atomic_write
+from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..io.darknet import darknet_layers, load_darknet_weights
 from ..utils.logging import get_logger
+from ..utils.modules import unwrap_model
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
-    "CheckpointError",
     "LoadReport",
-    "save_checkpoint",
-    "load_checkpoint",
     "load_model_weights",
-    "atomic_torch_save",
-    "unwrap_model",
     "WeightsLoad",
     "is_darknet_file",
     "preferred_weights_key",
@@ -48,13 +32,7 @@ __all__ = [
     "WeightsMismatchError",
 ]
 
-CHECKPOINT_FORMAT = "yolo_asff"
-CHECKPOINT_VERSION = 1
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(YoloAsffError, RuntimeError):
-    """A checkpoint file is missing, unreadable or not a checkpoint."""
 
 
 class WeightsMismatchError(CheckpointError):
@@ -107,85 +85,6 @@ def describe_model(model_cfg: Optional[Mapping[str, Any]]) -> str:
     return (f"{m.get('arch')} (head {m.get('head', 'yolov3')}), {m.get('num_classes')} classes, width "
             f"{m.get('width', 1.0):g}, fusion {'on' if m.get('fusion', True) else 'off'}, "
             f"rfb {'on' if m.get('rfb') else 'off'}")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` through :func:`~yolo_asff.utils.files.atomic_write`: never half a file."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def _state(obj: Any) -> Optional[Dict[str, Any]]:
-    return None if obj is None else obj.state_dict()
-
-
-def save_checkpoint(
-    path: PathLike,
-    model: nn.Module,
-    *,
-    ema: Optional[nn.Module] = None,
-    optimizer: Optional[torch.optim.Optimizer] = None,
-    scheduler: Any = None,
-    scaler: Any = None,
-    epoch: int = 0,
-    iteration: int = 0,
-    config: Optional[Mapping[str, Any]] = None,
-    extra: Optional[Mapping[str, Any]] = None,
-    class_names: Optional[List[str]] = None,
-    category_ids: Optional[List[int]] = None,
-) -> None:
-    """Save a checkpoint atomically (see the module docstring for the layout)."""
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model": unwrap_model(model).state_dict(),
-        "ema": _state(unwrap_model(ema) if ema is not None else None),
-        "optimizer": _state(optimizer),
-        "scheduler": _state(scheduler),
-        "scaler": _state(scaler),
-        "epoch": int(epoch),
-        "iteration": int(iteration),
-        "config": dict(config) if config is not None else None,
-        "class_names": list(class_names) if class_names is not None else None,
-        "category_ids": [int(i) for i in category_ids] if category_ids is not None else None,
-        "extra": dict(extra or {}),
-    }
-    atomic_torch_save(checkpoint, path)
-
-
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``).
-
-    A bare state_dict (a file holding only ``{name: tensor}``, as many projects
-    publish) is returned as ``{"model": state_dict}`` so callers see one layout.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (check the path passed to --weights/--resume)")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # the unpickler raises many types for a bad file; all mean the same to a user
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {exc}. The file is corrupt, truncated, or not a PyTorch "
-            "checkpoint (Darknet .weights files go through load_darknet_weights)."
-        ) from exc
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        return obj
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        return obj
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"model": obj}
-    raise CheckpointError(f"{path} is not a yolo-asff checkpoint or a state_dict of tensors")
 
 
 def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -289,8 +188,6 @@ def load_weights_file(
         CheckpointError: the file is missing, unreadable or not weights.
     """
     if is_darknet_file(path):
-        from ..io.darknet import darknet_layers
-
         loaded = WeightsLoad("darknet", darknet_layers=load_darknet_weights(unwrap_model(model), path))
         total = len(darknet_layers(unwrap_model(model)))
         if strict and loaded.darknet_layers < total:

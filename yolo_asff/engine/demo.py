@@ -41,10 +41,10 @@ from ..data.yolo import label_lines
 from ..errors import InvalidInputError, OutputError
 from ..utils.device import resolve_device
 from ..utils.files import atomic_write, check_writable, make_dir, numbered_folder
-from ..utils.fusion_maps import fusion_figure
 from ..utils.logging import get_logger
 from ..utils.sizes import Size, parse_size
 from ..utils.visualize import draw_boxes
+from .fusion_maps import fusion_figure
 from .loading import LoadedModel, model_for_weights
 from .postprocess import Detections
 from .predictor import Predictor, read_image

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import unwrap_model
+from ..utils.modules import unwrap_model
 
 __all__ = ["ModelEMA", "untrained_names"]
 

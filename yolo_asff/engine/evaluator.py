@@ -33,7 +33,7 @@ from ..data.transforms import unletterbox_boxes
 from ..utils.device import fp16_autocast
 from ..utils.files import atomic_write
 from ..utils.logging import get_logger
-from .checkpoint import unwrap_model
+from ..utils.modules import unwrap_model
 from .coco_api import as_backend, build_coco, check_backend, evaluate_bbox, load_results, matches_at
 from .curves import EvaluationCurves, coco_matches, confusion_matrix, evaluation_curves, per_class_table
 from .dist import all_gather_objects, broadcast_object, is_distributed, is_main_process

@@ -317,7 +317,7 @@ def onnx_metadata(cfg: Any, class_names: Sequence[str], size: Sequence[int], wit
     ``pad_value_bgr`` (the padding colour, BGR 0-255), ``outputs`` (layout, in words), ``precision``
     (``float16`` with ``half``: weights and input; else ``float32``), ``model``, ``producer``.
     """
-    from .. import __version__
+    from ..version import __version__
     from ..data.transforms import MEAN_BGR
 
     outputs = ("boxes (K, 4) x1 y1 x2 y2 in input pixels, scores (K,), labels (K,) class index, batch_index (K,)"

@@ -16,10 +16,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from torch import nn
 
 from ..config import Config, ConfigError, config_from_dict, load_config
+from ..io.checkpoint import load_checkpoint
 from ..models import build_model
 from . import dist
 from .anchors import checkpoint_anchors
-from .checkpoint import WeightsLoad, is_darknet_file, load_checkpoint, load_weights_file
+from .checkpoint import WeightsLoad, is_darknet_file, load_weights_file
 
 __all__ = ["ARCHITECTURE_KEYS", "LoadedModel", "model_for_weights", "opts_keys"]
 

@@ -1,4 +1,8 @@
-"""The optimizer (SGD with parameter groups) and the learning-rate schedule of SPEC section 9."""
+"""The optimizer (SGD with parameter groups) and the learning-rate schedule: warm-up, then cosine or steps.
+
+The defaults are the ASFF paper's COCO recipe (Liu, Huang, Wang, arXiv:1911.09516, §4, implementation
+details); every ``train`` key is described in docs/CONFIG.md.
+"""
 from __future__ import annotations
 
 import math

@@ -26,11 +26,11 @@ import yaml
 
 from ..config import Config, config_from_dict, load_config
 from ..errors import YoloAsffError
+from ..io.checkpoint import load_checkpoint
 from ..utils.files import atomic_write, numbered_folder
 from ..utils.logging import get_logger, setup_logging
 from . import dist
 from .anchors import checkpoint_anchors
-from .checkpoint import load_checkpoint
 from .trainer import Trainer
 
 __all__ = ["RunError", "RunPlan", "SAFE_ON_RESUME", "default_run_folder", "holds_run", "plan_run", "record_resume",

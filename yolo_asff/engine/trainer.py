@@ -42,12 +42,13 @@ from ..data import build_dataloader, build_dataset
 from ..data.build import data_location
 from ..data.check import box_size_table
 from ..errors import MissingFileError, YoloAsffError
+from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..models import build_model
 from ..models.loss import build_loss
 from ..utils.logging import setup_logging
 from . import dist
 from .anchors import check_anchor_recall, fit_auto_anchors
-from .checkpoint import load_checkpoint, load_model_weights, load_weights_file, save_checkpoint
+from .checkpoint import load_model_weights, load_weights_file
 from .ema import ModelEMA
 from .evaluator import Evaluator
 from ..utils.files import make_dir, write_json

@@ -1,4 +1,5 @@
-"""Darknet ``.weights`` and ``.cfg`` (SPEC section 7): import into and export from our models.
+"""Darknet ``.weights`` and ``.cfg``, as Darknet's own parser reads and writes them: import into and export
+from our models.
 
 Darknet stores convolutional layers one after another in file order, each as
 (with batch norm) bias β, scale γ, running mean, running variance, kernel, or

@@ -3,7 +3,7 @@
 The official code builds its detector as one ``module_list`` wired by index, plus
 ``level_{0,1,2}_fusion`` / ``level_{0,1,2}_header`` modules (level 0 = stride 32). Its
 released files are plain state_dicts (fp16 when trained with ``--half``). Three variants
-exist, told apart by their keys (SPEC section 11 and ``official_asff_state_dicts.txt``):
+exist, told apart by their keys (``tests/io/official_asff_state_dicts.txt``; README, "Official ASFF checkpoints"):
 
 ========== =================================== ====================================
 variant    what                                our config
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import YoloAsffError
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
     "OFFICIAL_VARIANTS",
@@ -295,7 +296,6 @@ def convert_official_checkpoint(src: Any, dst: Any) -> Tuple[OfficialConversion,
     returns the conversion (variant, classes, source dtype) and the config path.
     """
     from ..config import dump_config
-    from ..engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():

@@ -34,7 +34,7 @@ class _Upsample(nn.Module):
 
 
 class AsffLevel(nn.Module):
-    """Fusion for one output level ``level`` (0 = stride 32) of the paper.
+    """Fusion for one output level ``level`` (0 = stride 32) of the paper (§3.2).
 
     ``forward(x0, x1, x2)`` takes the pyramid maps of levels 0, 1, 2
     (``(B, 512w, H/32, W/32)``, ``(B, 256w, H/16, W/16)``, ``(B, 256w, H/8, W/8)``) and returns
@@ -76,13 +76,14 @@ class AsffLevel(nn.Module):
         for module, x in zip(self.resize, inputs):
             resized.append(module(x, target) if isinstance(module, _Upsample) else module(x))
         logits = self.weight_logits(torch.cat([wc(r) for wc, r in zip(self.weight_convs, resized)], dim=1))
-        weights = F.softmax(logits, dim=1)
-        fused = resized[0] * weights[:, 0:1] + resized[1] * weights[:, 1:2] + resized[2] * weights[:, 2:3]
+        weights = F.softmax(logits, dim=1)  # Eq. (2): α, β, γ from their logits, summing to 1 at each position
+        fused = resized[0] * weights[:, 0:1] + resized[1] * weights[:, 1:2] + resized[2] * weights[:, 2:3]  # Eq. (1)
         return self.expand(fused), weights
 
 
 class AsffFusion(nn.Module):
-    """ASFF over the three levels of the ASFF pyramid (SPEC section 4).
+    """ASFF over the three levels of the ASFF pyramid (ASFF paper §3.2: feature resizing, then Eq. (1)
+    with the softmax weights of Eq. (2)).
 
     ``forward([L2, L1, L0], return_weights=False)`` (stride-ascending) returns the fused
     maps ``[F8, F16, F32]`` of widths ``(256, 512, 1024)·w`` and, with ``return_weights``,
@@ -109,7 +110,7 @@ class AsffFusion(nn.Module):
 
 
 class LevelExpand(nn.Module):
-    """The paper's baseline in place of ASFF (SPEC section 5): L0 → CBL(3,1,1024), L1 → CBL(3,1,512), L2 as is.
+    """The paper's baseline in place of ASFF (README, "Models"): L0 → CBL(3,1,1024), L1 → CBL(3,1,512), L2 as is.
 
     Same interface as :class:`AsffFusion`; the weight-map list is empty.
     """

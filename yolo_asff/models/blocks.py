@@ -1,6 +1,7 @@
 """Small building blocks shared by the backbone, pyramids, fusion and heads.
 
-Every "CBL" of the SPEC is a :class:`ConvBNAct`. Modules that build several of
+Every "CBL" (conv, batch norm, leaky ReLU: Darknet's convolutional layer with ``batch_normalize=1``)
+is a :class:`ConvBNAct`. Modules that build several of
 them take a :data:`ConvFactory` so that normalisation and activation settings are
 chosen once, from config, rather than hard-coded in each module.
 """
@@ -46,7 +47,8 @@ def scale_channels(channels: int, width: float) -> int:
 
 
 class ConvBNAct(nn.Module):
-    """Conv2d (no bias, 'same' padding) → BatchNorm2d → activation: the SPEC's CBL(k, s, c).
+    """Conv2d (no bias, 'same' padding) → BatchNorm2d → activation: CBL(k, s, c), Darknet's
+    convolutional layer with ``batch_normalize=1``.
 
     Shapes: ``(B, in_channels, H, W) → (B, out_channels, H / stride, W / stride)``.
     """
@@ -96,7 +98,7 @@ class ResidualUnit(nn.Module):
 
 
 class ConvPair(nn.Module):
-    """The SPEC's ``pair(c)``: CBL(1, 1, c/2) → CBL(3, 1, c), without a residual add."""
+    """``pair(c)``: CBL(1, 1, c/2) → CBL(3, 1, c), without a residual add."""
 
     def __init__(self, in_channels: int, channels: int, conv: ConvFactory) -> None:
         super().__init__()
@@ -154,7 +156,8 @@ class DropBlock2d(nn.Module):
 
 
 class RFB(nn.Module):
-    """Receptive Field Block as used by ASFF* before each head (SPEC section 5).
+    """Receptive Field Block (Liu, Huang, Wang, ECCV 2018) as ASFF* uses it before each head (ASFF paper §4,
+    ASFF*; the branch layout of the official code, whose released ASFF* checkpoint holds it).
 
     Four branches of plain biased convs (no BN, no activation) on ``i = C / 4``
     channels, concatenated back to ``C``. Shapes: ``(B, C, H, W) → (B, C, H, W)``.

@@ -21,10 +21,12 @@ __all__ = ["build_model", "default_anchors", "ARCHITECTURES", "HEADS"]
 ARCHITECTURES = CHOICES["model.arch"]
 HEADS = CHOICES["model.head"]
 
-# (w, h) in input pixels, smallest first (SPEC sections 5 and 6).
+# (w, h) in input pixels, smallest first: YOLOv3's k-means anchors (Redmon & Farhadi 2018, §2.3; Darknet's
+# yolov3.cfg) and YOLOv3-tiny's (Darknet's yolov3-tiny.cfg).
 YOLOV3_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]]
 TINY_ANCHORS = [[10, 14], [23, 27], [37, 58], [81, 82], [135, 169], [344, 319]]
-# The official ASFF code's set for its guided-anchor head (SPEC section 11): the ninth differs from YOLOv3's.
+# The official ASFF code's set for its guided-anchor head (README, "Official ASFF checkpoints"): the ninth
+# differs from YOLOv3's.
 OFFICIAL_ASFF_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [42, 119], [116, 90], [156, 198], [121, 240]]
 
 

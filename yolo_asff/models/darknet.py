@@ -10,7 +10,7 @@ from .blocks import ConvFactory, ResidualUnit, scale_channels
 
 __all__ = ["Darknet53", "StagedBackbone", "TinyDarknet"]
 
-# (channels, residual units) of Darknet-53's five downsampling stages (SPEC section 1).
+# (channels, residual units) of Darknet-53's five downsampling stages (YOLOv3, Redmon & Farhadi 2018, Table 1).
 DARKNET53_STAGES: Tuple[Tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
 
 

@@ -36,7 +36,7 @@ class _FiveConvs(nn.Sequential):
 
 
 class YoloV3Pyramid(nn.Module):
-    """Darknet ``yolov3.cfg`` neck (SPEC section 2), up to and including each level's 3×3 branch.
+    """Darknet ``yolov3.cfg`` neck (YOLOv3, Redmon & Farhadi 2018, §2.3), up to and including each level's 3×3 branch.
 
     ``forward([C3, C4, C5])`` returns ``[B8, B16, B32]`` of widths ``(256, 512, 1024)·w``
     at strides 8, 16, 32 (the inputs of the 1×1 output convs).
@@ -67,7 +67,8 @@ class YoloV3Pyramid(nn.Module):
 
 
 class AsffPyramid(nn.Module):
-    """The official ASFF neck, SPP style (SPEC section 3).
+    """The neck of the ASFF models, SPP style as in the official code and its released checkpoints
+    (README, "Models"; the no-fusion model is the paper's strong baseline, §3.1).
 
     ``forward([C3, C4, C5])`` returns ``[L2, L1, L0]`` (stride 8, 16, 32) of widths
     ``(256, 256, 512)·w``. ``dropblocks`` holds one :class:`DropBlock2d` per level,
@@ -116,7 +117,7 @@ class AsffPyramid(nn.Module):
 
 
 class TinyPyramid(nn.Module):
-    """YOLOv3-tiny neck (SPEC section 6).
+    """YOLOv3-tiny neck (Darknet's ``yolov3-tiny.cfg``).
 
     ``forward([T8, T12])`` returns ``[B16, B32]`` of widths ``(256, 512)·w`` at strides 16, 32.
     """
