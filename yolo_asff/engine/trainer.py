@@ -472,7 +472,8 @@ class Trainer:
         if not m.dropblock:
             return
         rows = [r for r in self.cfg.train.dropblock_schedule if r[0] <= epoch]
-        # Before the first row DropBlock is off (keep 1); SPEC rows give sizes for strides 32, 16, 8.
+        # Before the first row DropBlock is off (keep 1); the rows of train.dropblock_schedule (docs/CONFIG.md)
+        # give sizes for strides 32, 16, 8.
         sizes, keep = (rows[-1][1:], m.dropblock_keep) if rows else ([1, 1, 1], 1.0)
         self.model.set_dropblock(list(reversed(sizes)), keep)
 
