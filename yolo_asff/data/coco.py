@@ -32,7 +32,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -106,6 +106,17 @@ def _read_json(ann_file: Path) -> dict:
     return data
 
 
+def _entries_with_ids(data: dict, field: str, what: str, problems: ProblemLog) -> Iterator[Tuple[int, dict, IdKey]]:
+    """``(index, entry, canonical id)`` of each entry of ``data[field]`` that has a usable id; the others are
+    logged as ``"<what> without a usable id (skipped)"``."""
+    for i, entry in enumerate(data[field]):
+        key = id_key(entry.get("id")) if isinstance(entry, dict) else None
+        if key is None:
+            problems.add(f"{what} without a usable id (skipped)", f"{field}[{i}]: {_example(entry)}")
+            continue
+        yield i, entry, key
+
+
 class _Categories:
     """The file's categories: canonical id → (name, the id as written), in class order."""
 
@@ -114,11 +125,7 @@ class _Categories:
         self.written: Dict[IdKey, Any] = {}
         first_index: Dict[IdKey, int] = {}
         by_name: Dict[str, int] = {}
-        for i, cat in enumerate(data["categories"]):
-            key = id_key(cat.get("id")) if isinstance(cat, dict) else None
-            if key is None:
-                problems.add("category without a usable id (skipped)", f"categories[{i}]: {_example(cat)}")
-                continue
+        for i, cat, key in _entries_with_ids(data, "categories", "category", problems):
             name = cat.get("name")
             if not isinstance(name, str) or not name.strip():
                 name = str(cat["id"])
@@ -193,11 +200,7 @@ class _Image:
 def _read_images(data: dict, ann_file: Path, problems: ProblemLog) -> Dict[IdKey, _Image]:
     images: Dict[IdKey, _Image] = {}
     first_index: Dict[IdKey, int] = {}
-    for i, entry in enumerate(data["images"]):
-        key = id_key(entry.get("id")) if isinstance(entry, dict) else None
-        if key is None:
-            problems.add("image entry without a usable id (skipped)", f"images[{i}]: {_example(entry)}")
-            continue
+    for i, entry, key in _entries_with_ids(data, "images", "image entry", problems):
         file_name = entry.get("file_name") or entry.get("path")
         if not isinstance(file_name, str) or not file_name.strip():
             problems.add("image entry without a file_name (skipped)", f"images[{i}]: {_example(entry)}")
