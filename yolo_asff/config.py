@@ -185,13 +185,8 @@ class TrainConfig:
     amp: bool = _f(True, "mixed precision on GPU (bf16 where supported, else fp16)")
     channels_last: bool = _f(True, "model and batches in channels-last (NHWC) memory format: faster convolutions with "
                              "cuDNN and with oneDNN on the CPU (1.4-1.6x per step at width 0.125 on the reference CPU)")
-    compile: bool = _f(
-        False,
-        "torch.compile the model for training (the loss stays eager): one graph per input shape, compiled at the "
-        "first step of each multi-scale size (one log line with its time), dynamo's recompile limit raised to fit. "
-        "Chosen over dynamic=True, which compiled longer and still recompiled per size (docs/BENCHMARKS.md). For "
-        "GPUs: on a 2-core CPU at width 0.125 each size took 1-3 min to compile and the steps were not faster",
-    )
+    compile: bool = _f(False, "torch.compile the model for training, one graph per input size (each compiled at its "
+                       "first step, logged with its time); for GPUs: on a 2-core CPU it does not pay (docs/BENCHMARKS.md)")
     ema: bool = _f(True, "keep an exponential moving average of the weights")
     ema_decay: float = _f(0.9998, "EMA decay")
     grad_clip: Optional[float] = _f(None, "clip the gradient norm to this; null = off")

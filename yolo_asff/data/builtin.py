@@ -146,6 +146,27 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+def free_spot(rng: np.random.Generator, box_size: Callable[[], Tuple[int, int]], canvas: Tuple[int, int],
+              boxes: Sequence[np.ndarray], max_iou: float, tries: int = 10) -> Optional[np.ndarray]:
+    """A ``(4,)`` xyxy box at a random position inside a ``canvas`` (w, h) whose IoU with each of ``boxes`` is below
+    ``max_iou``, or None after ``tries`` positions; ``box_size()`` gives its (w, h) anew for each try."""
+    for _attempt in range(tries):
+        bw, bh = box_size()
+        x, y = int(rng.integers(0, canvas[0] - bw + 1)), int(rng.integers(0, canvas[1] - bh + 1))
+        box = np.array([x, y, x + bw, y + bh], np.float32)
+        if not boxes or (box_iou_np(box[None], np.array(boxes)) < max_iou).all():
+            return box
+    return None
+
+
+def _shape_size(rng: np.random.Generator, w: int, h: int) -> Tuple[int, int]:
+    """A random object size (w, h) for a ``w × h`` picture: log-uniform side, aspect 0.7-1.4, at least MIN_SIZE."""
+    side = int(round(math.exp(rng.uniform(math.log(MIN_SIZE + 4), math.log(min(h, w) / 2)))))
+    aspect = rng.uniform(0.7, 1.4)
+    bw, bh = max(MIN_SIZE, int(side * aspect)), max(MIN_SIZE, int(side / aspect))
+    return min(bw, w), min(bh, h)
+
+
 def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), size: Optional[Tuple[int, int]] = None):
     """One image with its objects: ``(image BGR uint8, boxes (N, 4) xyxy float32, labels (N,) int64)``."""
     h, w = size if size is not None else (int(rng.integers(256, 385)), int(rng.integers(288, 449)))
@@ -153,17 +174,10 @@ def render_image(rng: np.random.Generator, photos: Sequence[np.ndarray] = (), si
     boxes: List[np.ndarray] = []
     labels: List[int] = []
     for _ in range(int(rng.integers(1, 9))):
-        for _attempt in range(10):
-            side = int(round(math.exp(rng.uniform(math.log(MIN_SIZE + 4), math.log(min(h, w) / 2)))))
-            aspect = rng.uniform(0.7, 1.4)
-            bw, bh = max(MIN_SIZE, int(side * aspect)), max(MIN_SIZE, int(side / aspect))
-            bw, bh = min(bw, w), min(bh, h)
-            x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
-            box = np.array([x, y, x + bw, y + bh], np.float32)
-            if not boxes or (box_iou_np(box[None], np.array(boxes)) < 0.3).all():
-                break
-        else:
+        box = free_spot(rng, lambda: _shape_size(rng, w, h), (w, h), boxes, max_iou=0.3)
+        if box is None:
             continue
+        x, y, bw, bh = int(box[0]), int(box[1]), int(box[2] - box[0]), int(box[3] - box[1])
         cls = int(rng.integers(len(CLASSES)))
         mask = cv2.resize(_shape_mask(cls, 64 if max(bw, bh) > 32 else 32, rng), (bw, bh), interpolation=cv2.INTER_AREA)
         alpha = (mask.astype(np.float32) / 255.0)[..., None]
@@ -422,22 +436,33 @@ def ensure_builtin(out: os.PathLike | str = "data/builtin", kind: str = "shapes"
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the yolo-asff built-in detection dataset.")
-    parser.add_argument("--out", default="data/builtin", help="output folder")
-    parser.add_argument("--train", type=int, default=1000, help="training images")
-    parser.add_argument("--val", type=int, default=200, help="validation images")
+def generator_parser(description: str, out: str, train: int, val: int) -> argparse.ArgumentParser:
+    """The options every dataset generator's command line has: ``--out``, ``--train``, ``--val``, ``--seed``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=out, help="output folder")
+    parser.add_argument("--train", type=int, default=train, help="training pictures")
+    parser.add_argument("--val", type=int, default=val, help="validation pictures")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kind", choices=KINDS, default="shapes", help="which built-in dataset")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_generator(generate: Callable[[], Path], done: str) -> None:
+    """Run a generator; print ``done`` and the time taken, or its :class:`DatasetError` as one line (exit 2)."""
     start = time.perf_counter()
     try:
-        generate_builtin(args.out, args.train, args.val, args.seed, kind=args.kind)
+        generate()
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"built-in dataset ({args.kind}): {args.train} train + {args.val} val images in {args.out} "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(f"{done} ({time.perf_counter() - start:.1f} s)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = generator_parser("Generate the yolo-asff built-in detection dataset.", "data/builtin", 1000, 200)
+    parser.add_argument("--kind", choices=KINDS, default="shapes", help="which built-in dataset")
+    args = parser.parse_args(argv)
+    run_generator(lambda: generate_builtin(args.out, args.train, args.val, args.seed, kind=args.kind),
+                  f"built-in dataset ({args.kind}): {args.train} train + {args.val} val images in {args.out}")
 
 
 if __name__ == "__main__":

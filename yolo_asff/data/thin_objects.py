@@ -15,21 +15,18 @@ that it wrote itself (the marker file ``.yolo-asff-thin-objects``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from .builtin import _background, _texture
+from .builtin import _background, _texture, free_spot, generator_parser, run_generator
 from .records import DatasetError
-from .transforms import box_iou_np
 
 __all__ = ["CLASSES", "generate_thin_objects", "render_thin_image"]
 
@@ -75,13 +72,10 @@ def render_thin_image(rng: np.random.Generator, size: int = 256, photos: Sequenc
         name = CLASSES[cls]
         w = max(4, int(round(rng.uniform(*_WIDTH[name]) * scale)))
         h = min(size - 4, int(round(w * math.exp(rng.uniform(*np.log(_ASPECT[name]))))))  # >= 4 w: w is whole
-        for _attempt in range(10):
-            x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-            box = np.array([x, y, x + w, y + h], np.float32)
-            if not boxes or (box_iou_np(box[None], np.array(boxes)) < 0.1).all():
-                break
-        else:
+        box = free_spot(rng, lambda: (w, h), (size, size), boxes, max_iou=0.1)
+        if box is None:
             continue
+        x, y = int(box[0]), int(box[1])
         alpha = (_mask(name, w, h, rng).astype(np.float32) / 255.0)[..., None]
         region = img[y:y + h, x:x + w].astype(np.float32)
         img[y:y + h, x:x + w] = (region * (1 - alpha) + _texture(rng, h, w) * alpha).astype(np.uint8)
@@ -132,19 +126,11 @@ def generate_thin_objects(out: os.PathLike | str, train: int = 400, val: int = 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate a dataset of tall thin objects (COCO layout).")
-    parser.add_argument("--out", default="data/thin", help="output folder")
-    parser.add_argument("--train", type=int, default=400, help="training pictures")
-    parser.add_argument("--val", type=int, default=100, help="validation pictures")
+    parser = generator_parser("Generate a dataset of tall thin objects (COCO layout).", "data/thin", 400, 100)
     parser.add_argument("--size", type=int, default=256, help="picture side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        generate_thin_objects(args.out, args.train, args.val, args.size, args.seed)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print(f"thin objects: {args.train} train + {args.val} val pictures of {args.size} px in {args.out}")
+    run_generator(lambda: generate_thin_objects(args.out, args.train, args.val, args.size, args.seed),
+                  f"thin objects: {args.train} train + {args.val} val pictures of {args.size} px in {args.out}")
 
 
 if __name__ == "__main__":
