@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from yolo_asff import build_model, load_config
-from yolo_asff.engine.benchmark import benchmark_training, summarize_results, synthetic_targets, time_call
+from yolo_asff.engine.benchmark import RunSettings, benchmark_training, summarize_results, synthetic_targets, time_call
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "builtin.yaml")
@@ -93,8 +93,8 @@ def test_train_step_updates_the_weights_and_reports_the_loss():
     cfg = load_config(CONFIG, OPTS)
     model = build_model(cfg)
     before = [p.detach().clone() for p in model.parameters()]
-    record = benchmark_training(model, cfg, device=torch.device("cpu"), size=64, batch=2, precision="bf16",
-                                warmup=0, iters=1)
+    record = benchmark_training(model, cfg, RunSettings(torch.device("cpu"), size=64, batch=2, precision="bf16",
+                                                        warmup=0, iters=1))
     r = record["results"]
     assert r["images_per_s"] > 0 and r["step_ms"]["median_ms"] > 0 and r["batch"] == 2
     assert r["loss_finite"] and set(r["last_loss"]) == {"total", "xy", "wh", "iou", "obj", "cls"}

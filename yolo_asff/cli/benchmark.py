@@ -28,7 +28,7 @@ import torch
 
 from ..config import load_config
 from ..engine.benchmark import (
-    PRECISIONS, benchmark_data, benchmark_inference, benchmark_training, check_precision, environment,
+    PRECISIONS, RunSettings, benchmark_data, benchmark_inference, benchmark_training, check_precision, environment,
     format_table,
 )
 from ..engine.loading import model_for_weights
@@ -82,13 +82,14 @@ def bench_model(args: argparse.Namespace) -> dict:
     batch = args.batch or (cfg.test.batch_size if infer else cfg.train.batch_size)
     settings = {"size": list(size), "batch": batch, "precision": args.precision, "channels_last": args.channels_last,
                 "compile": args.compile, "warmup": args.warmup, "iters": args.iters, "weights": weights}
-    options = dict(device=device, size=size, batch=batch, precision=args.precision, warmup=args.warmup,
-                   iters=args.iters, channels_last=args.channels_last, compile_model=args.compile)
+    run = RunSettings(device, size, batch, args.precision, args.warmup, args.iters, args.channels_last, args.compile)
     if infer:
-        settings["graphed"] = options["graphed"] = args.graphed
+        settings["graphed"] = args.graphed
         if args.graphed:
-            settings["pre_nms_topk"] = options["pre_nms_topk"] = args.pre_nms_topk
-    record = (benchmark_inference if infer else benchmark_training)(model, cfg, **options)
+            settings["pre_nms_topk"] = args.pre_nms_topk
+        record = benchmark_inference(model, cfg, run, graphed=args.graphed, pre_nms_topk=args.pre_nms_topk)
+    else:
+        record = benchmark_training(model, cfg, run)
     env = environment(device)
     m, r = record["model"], record["results"]
     rows = [

@@ -58,6 +58,7 @@ __all__ = [
     "environment",
     "synthetic_image",
     "synthetic_targets",
+    "RunSettings",
     "benchmark_inference",
     "benchmark_training",
     "benchmark_data",
@@ -246,20 +247,39 @@ def _reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What every model benchmark takes: where and how to run, and how long to measure.
+
+    ``size`` is the input (h, w) or one side (multiples of 32); ``batch`` the throughput batch;
+    ``precision`` one of :data:`PRECISIONS`; ``warmup`` untimed and ``iters`` timed calls;
+    ``channels_last`` the memory format; ``compile_model`` ``torch.compile`` the model.
+    """
+
+    device: torch.device
+    size: Union[int, Sequence[int]] = 608
+    batch: int = 32
+    precision: str = "fp32"
+    warmup: int = 10
+    iters: int = 50
+    channels_last: bool = False
+    compile_model: bool = False
+
+    def input_size(self) -> Tuple[int, int]:
+        """``(h, w)`` after checking the size, the batch and the precision on the device.
+
+        Raises:
+            InvalidInputError: a size that is not a multiple of 32.
+            BenchmarkError: a batch below 1, or a precision the device cannot run.
+        """
+        if self.batch < 1:
+            raise BenchmarkError(f"--batch must be at least 1, got {self.batch}")
+        check_precision(self.device, self.precision)
+        return parse_size(self.size, "--size")
+
+
 def benchmark_inference(
-    model: nn.Module,
-    cfg: Any,
-    *,
-    device: torch.device,
-    size: Union[int, Sequence[int]] = 608,
-    batch: int = 32,
-    precision: str = "fp32",
-    warmup: int = 10,
-    iters: int = 50,
-    channels_last: bool = False,
-    compile_model: bool = False,
-    graphed: bool = False,
-    pre_nms_topk: int = DEFAULT_PRE_NMS_TOPK,
+    model: nn.Module, cfg: Any, run: RunSettings, *, graphed: bool = False, pre_nms_topk: int = DEFAULT_PRE_NMS_TOPK,
 ) -> Dict[str, Any]:
     """Inference speed of ``model`` with ``cfg.test``'s postprocess settings.
 
@@ -283,10 +303,11 @@ def benchmark_inference(
     ``detections`` (``candidates`` above ``conf_thresh`` and ``kept`` after NMS on the
     batch-1 picture: the NMS load).
     """
-    h, w = parse_size(size, "--size")
-    if batch < 1 or pre_nms_topk < 1:
-        raise BenchmarkError(f"--batch and --pre-nms-topk must be at least 1, got {batch} and {pre_nms_topk}")
-    check_precision(device, precision)
+    h, w = run.input_size()
+    if pre_nms_topk < 1:
+        raise BenchmarkError(f"--pre-nms-topk must be at least 1, got {pre_nms_topk}")
+    device, batch, precision, warmup, iters = run.device, run.batch, run.precision, run.warmup, run.iters
+    channels_last, compile_model = run.channels_last, run.compile_model
     model.eval().to(device)
     params, flops = count_parameters(model), count_flops(model, (h, w))
     # The predictor's own input path (letterbox, uint8 to the device, normalise there); its model is not run.
@@ -352,20 +373,7 @@ def benchmark_inference(
     return {"model": _model_info(cfg, params, flops, (h, w)), "results": results}
 
 
-def benchmark_training(
-    model: nn.Module,
-    cfg: Any,
-    *,
-    device: torch.device,
-    size: Union[int, Sequence[int]] = 608,
-    batch: int = 16,
-    precision: str = "fp32",
-    warmup: int = 5,
-    iters: int = 20,
-    channels_last: bool = False,
-    compile_model: bool = False,
-    boxes_per_image: int = 20,
-) -> Dict[str, Any]:
+def benchmark_training(model: nn.Module, cfg: Any, run: RunSettings, *, boxes_per_image: int = 20) -> Dict[str, Any]:
     """Training-step speed: the trainer's step on synthetic data.
 
     Random images and :func:`synthetic_targets` (``boxes_per_image`` each) already on the
@@ -380,13 +388,11 @@ def benchmark_training(
     ``host_syncs_per_step`` (:func:`host_syncs_of` one step), ``last_loss`` (``total`` and
     each term) and ``loss_finite``.
     """
-    h, w = parse_size(size, "--size")
-    if batch < 1:
-        raise BenchmarkError(f"--batch must be at least 1, got {batch}")
-    check_precision(device, precision)
+    h, w = run.input_size()
+    device, batch, precision, channels_last = run.device, run.batch, run.precision, run.channels_last
     model.train().to(device)
     params = count_parameters(model)
-    run_model, model = _prepare(model, device, channels_last, compile_model)
+    run_model, model = _prepare(model, device, channels_last, run.compile_model)
     loss_fn = build_loss(cfg, model)
     tc = cfg.train
     optimizer = build_optimizer(model, tc.lr, tc.momentum, tc.weight_decay, tc.nesterov)
@@ -412,7 +418,7 @@ def benchmark_training(
             ema.update(model)
 
     _reset_peak_memory(device)
-    timing = time_call(step, device, warmup, iters)
+    timing = time_call(step, device, run.warmup, run.iters)
     memory = _peak_memory_mb(device)
     syncs = host_syncs_of(step)
     loss = {name: float(value) for name, value in last.items()}
@@ -425,7 +431,7 @@ def benchmark_training(
             "boxes_per_image": boxes_per_image,
             "peak_memory_mb": memory,
             "peak_rss_mb": peak_rss_mb(),
-            "compile_s": timing.first_call_s if compile_model else None,
+            "compile_s": timing.first_call_s if run.compile_model else None,
             "host_syncs_per_step": syncs,
             "last_loss": loss,
             "loss_finite": all(np.isfinite(v) for v in loss.values()),
