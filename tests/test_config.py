@@ -205,6 +205,13 @@ def test_tiny_takes_six_anchors(tmp_path):
     assert len(load_config(write(tmp_path / "a.yaml", text)).model.anchors) == 6
 
 
+def test_a_binary_file_as_config_is_a_config_error_that_points_at_weights(tmp_path):
+    checkpoint = tmp_path / "best.pth"
+    checkpoint.write_bytes(b"PK\x03\x04\x80\x02\xff\xfe binary")
+    with pytest.raises(ConfigError, match=r"best\.pth: not a YAML config .*--weights"):
+        load_config(checkpoint)
+
+
 def test_invalid_yaml_reports_the_line(tmp_path):
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML at line 2"):
         load_config(write(tmp_path / "bad.yaml", "model:\n  arch: a: b\n"))

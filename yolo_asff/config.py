@@ -321,6 +321,9 @@ def _read_yaml(path: Path, referrer: Optional[str]) -> Dict[str, Any]:
         raise ConfigError(f"config file not found: {path}{where}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text: a checkpoint or a picture?); pass a .yaml file "
+                          "or a shipped config's name to --config (weights go to --weights)") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""

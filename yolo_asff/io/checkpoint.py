@@ -88,6 +88,15 @@ def save_checkpoint(
     atomic_torch_save(checkpoint, path)
 
 
+def _load_problem(exc: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "it holds Python objects besides tensors, which are not loaded (unpickling them could run code)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``).
 
@@ -100,10 +109,9 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # the unpickler raises many types for a bad file; all mean the same to a user
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {exc}. The file is corrupt, truncated, or not a PyTorch "
-            "checkpoint (Darknet .weights files go through load_darknet_weights)."
-        ) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_problem(exc)}. The file is corrupt, truncated, "
+                              "or not a PyTorch checkpoint (Darknet .weights files go through load_darknet_weights)."
+                              ) from exc
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return obj
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
