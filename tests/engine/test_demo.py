@@ -87,6 +87,16 @@ def test_bad_size_and_device_name_the_flag():
             demo.load_predictor(None, "builtin", SMALL, device="cuda")
 
 
+def test_bad_thresholds_size_and_device_are_refused_before_the_weights_load(tmp_path):
+    missing = str(tmp_path / "no_such_weights.pth")  # loading it would fail: the flags must be checked first
+    for kwargs, flag in (({"conf": 2.0}, "--conf"), ({"conf": -1.0}, "--conf"), ({"nms": 1.5}, "--nms"),
+                         ({"size": 100}, "--size")):
+        with pytest.raises(InvalidInputError, match=flag):
+            demo.load_predictor(missing, None, (), **kwargs)
+    predictor, _, _ = demo.load_predictor(None, "builtin", SMALL, conf=0.0, nms=1.0)
+    assert (predictor.conf_thresh, predictor.nms_thresh) == (0.0, 1.0)
+
+
 def test_output_folder_is_numbered_when_taken_and_never_the_source_folder(tmp_path, capsys):
     pictures = tmp_path / "pics"
     pictures.mkdir()

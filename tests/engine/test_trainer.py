@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -157,6 +158,31 @@ def test_fine_tuning_weights_from_another_class_count(tmp_path):
     assert "52 Darknet layers" in load_initial_weights(two, tmp_path / "backbone.conv.74")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_initial_weights(two, tmp_path / "nope.pth")
+
+
+def _warnings_of(call) -> str:
+    """The project's log records at WARNING or above while ``call()`` runs (its logger does not propagate)."""
+    records: list = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("yolo_asff")
+    logger.addHandler(handler)
+    try:
+        call()
+    finally:
+        logger.removeHandler(handler)
+    return " ".join(r.getMessage() for r in records)
+
+
+def test_weights_of_another_model_are_loaded_with_a_loud_warning(tmp_path):
+    tiny = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.arch=yolov3_tiny", "model.width=0.125"]))
+    save_checkpoint(tmp_path / "tiny.pth", tiny)
+    asff = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125"]))
+    warned = _warnings_of(lambda: load_initial_weights(asff, tmp_path / "tiny.pth"))
+    assert "not weights of this model" in warned and "tiny.pth" in warned
+    six = build_model(load_config(REPO / "configs" / "builtin.yaml", ["model.width=0.125"]))
+    save_checkpoint(tmp_path / "six.pth", six)
+    assert "not weights of this model" not in _warnings_of(lambda: load_initial_weights(asff, tmp_path / "six.pth"))
 
 
 @pytest.mark.slow

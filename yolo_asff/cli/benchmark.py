@@ -11,7 +11,7 @@
 from a decoded picture; with ``--graphed`` the same through one CUDA graph or compiled
 function), forward throughput at ``--batch``.
 ``train``: training steps per second (the trainer's step: forward, real loss, finite check,
-backward, SGD, EMA) on synthetic data.
+backward, the config's optimizer, EMA) on synthetic data.
 Both also report peak memory (CUDA: max allocated; CPU: the process's peak RSS), the compile
 time when compiled, and host syncs per call or step.
 ``data``: training samples per second of one data-loading worker (one process, no
@@ -127,7 +127,7 @@ def bench_model(args: argparse.Namespace) -> dict:
     else:
         rows += [
             (f"train step @{batch}", _ms(r["step_ms"])),
-            ("throughput", f"{r['images_per_s']:.1f} images/s (forward, loss, finite check, backward, SGD, EMA; "
+            ("throughput", f"{r['images_per_s']:.1f} images/s (forward, loss, finite check, backward, {r['optimizer']}, EMA; "
                            f"synthetic data, {r['boxes_per_image']} boxes/image)"),
             ("first call", f"{r['step_ms']['first_call_s']:.2f} s" + (" (compile)" if args.compile else "")),
             ("host syncs", f"{r['host_syncs_per_step']['total']} per step ({r['host_syncs_per_step']['by_op']})"),

@@ -380,7 +380,7 @@ def benchmark_training(model: nn.Module, cfg: Any, run: RunSettings, *, boxes_pe
     device: no data loading. The step is the trainer's: the model under autocast for
     ``fp16``/``bf16`` (with a ``GradScaler`` for ``fp16``), the real loss
     (``build_loss(cfg, model)``, float32 on the model's outputs), the finite check, backward,
-    the project's SGD (``build_optimizer``) and, with ``train.ema``, the EMA update.
+    the config's optimizer (``train.optimizer`` through ``build_optimizer``) and, with ``train.ema``, the EMA update.
 
     Returns ``{"model": {...}, "results": {...}}`` with results ``step_ms`` (a :class:`Timing`
     dict), ``images_per_s``, ``batch``, ``boxes_per_image``, ``peak_memory_mb`` (None on
@@ -395,8 +395,11 @@ def benchmark_training(model: nn.Module, cfg: Any, run: RunSettings, *, boxes_pe
     run_model, model = _prepare(model, device, channels_last, run.compile_model)
     loss_fn = build_loss(cfg, model)
     tc = cfg.train
-    optimizer = build_optimizer(model, tc.lr, tc.momentum, tc.weight_decay, tc.nesterov)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler_on = precision == "fp16"
+    # The trainer's optimizer (train.optimizer), fused with the fp16 GradScaler as the trainer does.
+    optimizer = build_optimizer(model, tc.lr, tc.momentum, tc.weight_decay, tc.nesterov, tc.optimizer,
+                                fused=scaler_on)
+    scaler = torch.amp.GradScaler(device.type, enabled=scaler_on)
     ema = ModelEMA(model, tc.ema_decay) if tc.ema else None
     images = _to_input(torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)), device, channels_last)
     targets = synthetic_targets(batch, (h, w), cfg.model.num_classes, boxes_per_image).to(device)
@@ -428,6 +431,7 @@ def benchmark_training(model: nn.Module, cfg: Any, run: RunSettings, *, boxes_pe
             "step_ms": timing.to_dict(),
             "images_per_s": batch * 1000.0 / timing.median_ms,
             "batch": batch,
+            "optimizer": tc.optimizer,
             "boxes_per_image": boxes_per_image,
             "peak_memory_mb": memory,
             "peak_rss_mb": peak_rss_mb(),

@@ -422,12 +422,18 @@ def load_predictor(
 
     Raises:
         ConfigError, CheckpointError: see :func:`~yolo_asff.engine.loading.model_for_weights`.
-        InvalidInputError: a size or device that cannot be used.
+        InvalidInputError: a size, device or threshold (outside 0 to 1) that cannot be used, found before the
+            weights are loaded.
     """
+    for flag, value in (("--conf", conf), ("--nms", nms)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InvalidInputError(f"{flag} must be between 0 and 1, got {value}")
+    img_size = parse_size(size, "--size") if size is not None else None  # checked before the weights load
+    asked = resolve_device(device, "--device") if device else None
     ready = model_for_weights(weights, config, opts)
     cfg = ready.cfg
     _say_what_was_loaded(ready, weights)
-    where = resolve_device(device or cfg.runtime.device, "--device" if device else "runtime.device")
+    where = asked or resolve_device(cfg.runtime.device, "runtime.device")
     if half and where.type != "cuda":
         print(f"warning: --half needs a CUDA device; running fp32 on {where}", file=sys.stderr)
         half = False
@@ -435,8 +441,8 @@ def load_predictor(
     for key, value in (("conf_thresh", conf), ("nms_thresh", nms)):
         if value is not None:
             overrides[key] = value
-    if size is not None:
-        overrides["img_size"] = parse_size(size, "--size")
+    if img_size is not None:
+        overrides["img_size"] = img_size
     predictor = Predictor.from_config(cfg, ready.model, **overrides)
     names = ready.class_names
     if names is None or len(names) != cfg.model.num_classes:

@@ -45,7 +45,7 @@ from ..errors import MissingFileError, YoloAsffError
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..models import build_model
 from ..models.loss import build_loss
-from ..utils.logging import setup_logging
+from ..utils.logging import get_logger, setup_logging
 from . import dist
 from .anchors import check_anchor_recall, fit_auto_anchors
 from .checkpoint import load_model_weights, load_weights_file
@@ -75,7 +75,14 @@ def load_initial_weights(model: nn.Module, path: PathLike) -> str:
     loaded = load_weights_file(model, path, strict=False)  # fine-tuning: whatever fits (another class count)
     if loaded.source == "darknet":
         return f"{loaded.darknet_layers} Darknet layers from {path}"
-    return f"{loaded.source} weights of {path}: " + loaded.report.summary()
+    report = loaded.report
+    filled = len(report.loaded) / max(1, len(report.loaded) + len(report.unloaded))
+    if filled < 0.5:  # another architecture or width: fine-tuning from these is training from scratch
+        get_logger("train").warning(
+            "--weights %s filled only %d of the model's %d tensors (%.0f%%): they are not weights of this model "
+            "(another arch, width or head?); training goes on mostly from random initialisation", path,
+            len(report.loaded), len(report.loaded) + len(report.unloaded), 100 * filled)
+    return f"{loaded.source} weights of {path}: " + report.summary()
 
 
 def freeze_backbone(model: nn.Module, freeze: Union[None, int, str]) -> str:
