@@ -212,6 +212,12 @@ def test_a_binary_file_as_config_is_a_config_error_that_points_at_weights(tmp_pa
         load_config(checkpoint)
 
 
+def test_a_yolo_data_yaml_as_config_says_how_to_train_on_it(tmp_path):
+    data_yaml = write(tmp_path / "data.yaml", "path: .\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
+    with pytest.raises(ConfigError, match=r"looks like a YOLO data YAML.*data\.format: yolo.*data\.yolo_file"):
+        load_config(data_yaml)
+
+
 def test_invalid_yaml_reports_the_line(tmp_path):
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML at line 2"):
         load_config(write(tmp_path / "bad.yaml", "model:\n  arch: a: b\n"))

@@ -480,11 +480,18 @@ def _a(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
+_YOLO_DATA_KEYS = ("names", "nc", "train", "val", "path")  # top-level keys of a YOLO (ultralytics) data YAML
+
+
 def _unknown_key(key: str, valid: Sequence[str], prefix: str, prov: Mapping[str, str]) -> ConfigError:
     """The error for ``prefix + key`` not being one of ``valid``, with the closest valid key."""
     dotted = f"{prefix}{key}"
     close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.6)
     hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(valid)}"
+    if not prefix and key in _YOLO_DATA_KEYS:
+        hint += (". This looks like a YOLO data YAML (path, train, val, names): it is data, not a config; train on it "
+                 "with a config that sets data.format: yolo and data.yolo_file: <that file>, e.g. --config builtin "
+                 "--opts data.builtin=false data.format=yolo data.root=. data.yolo_file=<that file> model.num_classes=<N>")
     return ConfigError(f"{_source(prov, dotted)}: unknown key '{dotted}'{hint}")
 
 

@@ -87,6 +87,14 @@ def test_a_txt_list_of_pictures_and_a_yaml_elsewhere(dataset, tmp_path):
     assert train.source_image_ids == {1: "a", 2: "c"}
 
 
+def test_the_dataset_folder_stands_for_its_data_yaml(dataset, tmp_path):
+    by_folder, by_file = load_yolo(dataset, "val"), load_yolo(dataset / "data.yaml", "val")
+    assert [r.name for r in by_folder.records] == [r.name for r in by_file.records] == ["images/val/c.jpg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is a folder without a data.yaml"):
+        load_yolo(tmp_path / "empty", "train")
+
+
 @pytest.mark.parametrize("text, message", [
     ("train: images/train\nval: images/val\n", "has no 'names'"),
     ("train: images/train\nnames: [a]\nnc: 3\n", "nc is 3 but 'names' has 1"),

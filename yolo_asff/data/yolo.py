@@ -89,6 +89,11 @@ def read_yolo_yaml(yaml_file: PathLike) -> YoloDataset:
             split is missing or names nothing that exists.
     """
     yaml_file = Path(yaml_file)
+    if yaml_file.is_dir():  # the dataset's folder: its data.yaml, as ultralytics exports lay it out
+        if not (yaml_file / "data.yaml").is_file():
+            raise DatasetError(f"data.yolo_file {yaml_file} is a folder without a data.yaml: set data.yolo_file to the "
+                               "dataset's YAML file (with path, train, val and names)")
+        yaml_file = yaml_file / "data.yaml"
     if not yaml_file.is_file():
         raise DatasetError(f"YOLO data file not found: {yaml_file}. Set data.yolo_file (relative paths start at "
                            "data.root) to the dataset's YAML with path, train, val and names")
