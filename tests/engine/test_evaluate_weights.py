@@ -9,7 +9,7 @@ import pytest
 from yolo_asff import load_config
 from yolo_asff.engine.evaluate_weights import eval_opts, evaluate_weights
 from yolo_asff.engine.evaluator import METRIC_KEYS, metrics_json
-from yolo_asff.errors import MissingFileError, OutputError
+from yolo_asff.errors import InvalidInputError, MissingFileError, OutputError
 
 
 def test_the_shortcuts_become_checked_config_overrides():
@@ -36,3 +36,11 @@ def test_missing_weights_and_unusable_outputs_are_found_first(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError, match="--plots folder"):
         evaluate_weights(tmp_path / "w.pth", plots=tmp_path / "file")
+
+
+def test_a_run_folder_and_a_bad_size_are_named_as_the_user_gave_them(tmp_path):
+    with pytest.raises(MissingFileError, match=r"is a folder: pass a checkpoint in it, e\.g\. .*best\.pth"):
+        evaluate_weights(tmp_path)
+    (tmp_path / "w.pth").write_bytes(b"not read: the size is checked first")
+    with pytest.raises(InvalidInputError, match=r"--size \(test\.img_size\) must be"):
+        evaluate_weights(tmp_path / "w.pth", size=300)

@@ -20,7 +20,7 @@ from ..errors import MissingFileError
 from ..utils.device import resolve_device
 from ..utils.files import check_writable, write_json
 from ..utils.logging import get_logger, setup_logging
-from ..utils.sizes import Size
+from ..utils.sizes import Size, parse_size
 from .evaluator import Evaluator, format_report, metrics_json
 from .loading import model_for_weights
 from .plots import write_evaluation_plots
@@ -83,9 +83,13 @@ def evaluate_weights(
         ConfigError, CheckpointError, InvalidInputError: a bad config, weights that do not fit, a bad device.
     """
     weights = Path(weights)
+    if weights.is_dir():
+        raise MissingFileError(f"--weights {weights} is a folder: pass a checkpoint in it, e.g. {weights / 'best.pth'}")
     if not weights.is_file():
         raise MissingFileError(f"weights file not found: {weights} (--weights: a yolo-asff checkpoint or a Darknet "
                                ".weights)")
+    if size is not None:
+        parse_size(size, "--size (test.img_size)")  # named as the user typed it, before the model is built
     plots = plots or (str(Path(json_path).parent) if json_path else None)
     _check_outputs(json_path, dets, plots)
     setup_logging()
