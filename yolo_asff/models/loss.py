@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..config import LOSS_TERMS as _ALL_TERMS
 from ..utils.boxes import aligned_iou, aligned_shape_iou, max_iou, shape_iou, xyxy_to_cxcywh
+from ..utils.modules import unwrap_model
 from .guided_head import predicted_anchor_sizes, slot_anchor_table
 from .head import HeadOutput, make_grid
 
@@ -230,12 +231,18 @@ class _GroundTruth(NamedTuple):
     per_image: Tensor  # (B, G, 4)
 
 
-def _anchors_at(out: HeadOutput, batch: Tensor, slot: Tensor, cells: Tuple[Tensor, Tensor]) -> Tensor:
-    """``(M, K, 2)`` the anchor (w, h) of each box's ``slot`` ``(M, K)`` at its image and cell, capped at
-    :data:`_MAX_ANCHOR_SIDE` (indexing the broadcast map: a fixed anchor table is never expanded)."""
+def _anchor_map(out: HeadOutput) -> Tensor:
+    """The output's anchors in float32, capped at :data:`_MAX_ANCHOR_SIDE` (broadcastable to ``(B, S, H, W, 2)``)."""
+    return out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE)
+
+
+def _anchors_at(anchor_map: Tensor, shape: Sequence[int], batch: Tensor, slot: Tensor,
+                cells: Tuple[Tensor, Tensor]) -> Tensor:
+    """``(M, K, 2)`` the anchor (w, h) of each box's ``slot`` ``(M, K)`` at its image and cell, from an
+    :func:`_anchor_map` over slots of ``shape`` ``(B, S, H, W)`` (indexing the broadcast map: a fixed anchor
+    table is never expanded)."""
     gy, gx = cells
-    anchors = out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE).expand(*out.raw.shape[:4], 2)
-    return anchors[batch[:, None], slot, gy[:, None], gx[:, None]]
+    return anchor_map.expand(*shape, 2)[batch[:, None], slot, gy[:, None], gx[:, None]]
 
 
 class YoloLoss(nn.Module):
@@ -337,7 +344,7 @@ class YoloLoss(nn.Module):
                 result.append((match_level(on_level, anchor, order, batch, cells, shape), None))
                 continue
             free = torch.full_like(anchor, num_anchors)  # the anchor-free slot comes after the anchors
-            free_size = _anchors_at(out, batch, free[:, :1], cells)[:, 0]  # (M, 2)
+            free_size = _anchors_at(_anchor_map(out), shape, batch, free[:, :1], cells)[:, 0]  # (M, 2)
             free_better = aligned_shape_iou(sizes, free_size)[:, None] > aligned_shape_iou(
                 sizes[:, None], self.anchors[level][None]
             )
@@ -420,11 +427,12 @@ class YoloLoss(nn.Module):
         for level, (out, (positives, guide_slots)) in enumerate(zip(outputs, self.match(outputs, targets))):
             raw = out.raw.float()
             stride = self.strides[level]
-            anchor_map = out.anchors.float().clamp(max=_MAX_ANCHOR_SIDE)
+            anchor_map = _anchor_map(out)
             sums["obj"] = sums["obj"] + self._objectness(raw, anchor_map, positives, stride, gt)
             where = (positives.batch[:, None], positives.slot, positives.gy[:, None], positives.gx[:, None])
             p = raw[where]  # (M, A, 5 + C)
-            anchors = _anchors_at(out, positives.batch, positives.slot, (positives.gy, positives.gx))  # (M, A, 2)
+            anchors = _anchors_at(anchor_map, raw.shape[:4], positives.batch, positives.slot,
+                                  (positives.gy, positives.gx))  # (M, A, 2)
             for term, value in self._box_terms(p, anchors, positives, stride, gt).items():
                 sums[term] = sums[term] + value
             if guide_slots is not None:
@@ -467,11 +475,9 @@ class GuidedYoloLoss(YoloLoss):
 def build_loss(cfg, model: nn.Module) -> YoloLoss:
     """The loss for ``model``'s head (its anchors, strides, classes, and whether it has a guide) with ``cfg.train``'s settings.
 
-    ``model`` is the detector, or a DistributedDataParallel / DataParallel wrapper of it
-    (``torch.compile``'s wrapper passes ``.head`` through itself).
+    ``model`` is the detector, or a DistributedDataParallel / DataParallel / torch.compile wrapper of it.
     """
-    # Unwrapped here rather than by engine.checkpoint.unwrap_model: models must not import the engine.
-    head = getattr(model, "module", model).head
+    head = unwrap_model(model).head
     t = cfg.train
     loss_type = GuidedYoloLoss if head.guided else YoloLoss
     return loss_type(
